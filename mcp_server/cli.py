@@ -1,0 +1,121 @@
+"""Command line: `serve` (the default, stdio), `emulator`, `demo`.
+
+stdout belongs to the stdio protocol, so everything here logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mcp_server import __version__
+from mcp_server.errors import ConfigurationError
+
+logger = logging.getLogger("foundry_image_mcp")
+
+COMMANDS = ("serve", "emulator", "demo")
+EMULATOR_MODEL = "gpt-4.1"
+EMULATOR_KEY = "emulator-local-key"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foundry-image-mcp",
+        description="MCP server for image generation through Azure AI Foundry Agent Service.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the MCP server over stdio (the default command)")
+    serve.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
+    serve.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
+    serve.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
+    serve.add_argument("--agent-name", help="agent name (AZURE_AI_AGENT_NAME)")
+    serve.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+    serve.add_argument("--emulator", action="store_true", help="use a built-in Foundry emulator; no Azure needed")
+    serve.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+
+    emulator = sub.add_parser("emulator", help="run the Foundry emulator (offline development)")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--latency", type=float, default=0.0, help="seconds added to each image generation")
+    emulator.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+
+    demo = sub.add_parser("demo", help="generate an image end to end against the emulator; no Azure needed")
+    demo.add_argument("prompt", nargs="?", default=None, help="what to draw")
+    demo.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+    demo.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "serve")
+    args = _parser().parse_args(args_list)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "emulator":
+            return _run_emulator(args)
+        if args.command == "demo":
+            from mcp_server.demo import run_demo
+
+            return run_demo(args.prompt, args.output_dir)
+        return _serve(args)
+    except ConfigurationError as exc:
+        print(f"foundry-image-mcp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mcp_server.config import Settings
+
+    overrides: dict[str, Any] = {
+        "endpoint": args.endpoint,
+        "model_deployment": args.model_deployment,
+        "image_deployment": args.image_deployment,
+        "agent_name": args.agent_name,
+        "output_dir": args.output_dir,
+    }
+    if not args.emulator:
+        return _run_server(Settings.load(**overrides))
+    from mcp_server.emulator import EmulatorConfig, start_emulator
+
+    with start_emulator(EmulatorConfig()) as emulator:
+        logger.warning(
+            "Using the built-in Foundry emulator at %s: images are rendered locally, not by Azure.", emulator.endpoint
+        )
+        overrides.update(endpoint=emulator.endpoint, api_key=EMULATOR_KEY, emulator=True)
+        overrides["model_deployment"] = args.model_deployment or EMULATOR_MODEL
+        return _run_server(Settings.load(**overrides))
+
+
+def _run_server(settings: Any) -> int:
+    from mcp_server.server import build_server
+
+    logger.info(
+        "Serving over stdio: endpoint %s, agent %s, image deployment %s, auth %s, images in %s",
+        settings.endpoint,
+        settings.agent_name,
+        settings.image_deployment,
+        settings.auth_mode,
+        settings.output_dir,
+    )
+    build_server(settings).run()
+    return 0
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from mcp_server.emulator import EmulatorConfig, serve_emulator
+
+    serve_emulator(EmulatorConfig(latency=args.latency), host=args.host, port=args.port)
+    return 0

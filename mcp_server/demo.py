@@ -1,0 +1,69 @@
+"""`foundry-image-mcp demo`: the whole product end to end, with no Azure account.
+
+It starts the Foundry emulator on a free loopback port, launches this server over stdio
+through a real MCP client (exactly as an IDE would), calls `generate_image`, reads the
+image back as a resource and checks it against the saved file.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, default_output_dir
+
+DEFAULT_PROMPT = "A lighthouse on a rocky coast at sunset, watercolor style"
+
+
+def run_demo(prompt: str | None, output_dir: Path | None) -> int:
+    from mcp_server.emulator import EmulatorConfig, start_emulator
+
+    out = (output_dir or Path(os.environ.get(OUTPUT_DIR_VAR) or default_output_dir())).expanduser().resolve()
+    with start_emulator(EmulatorConfig()) as emulator:
+        print(f"Foundry emulator running at {emulator.endpoint}")
+        return anyio.run(_demo, prompt or DEFAULT_PROMPT, out, emulator.endpoint)
+
+
+async def _demo(prompt: str, output_dir: Path, endpoint: str) -> int:
+    from mcp import Client, StdioServerParameters
+
+    env = {
+        **os.environ,
+        ENDPOINT_VARS[0]: endpoint,
+        MODEL_VAR: "gpt-4.1",
+        API_KEY_VAR: "emulator-local-key",
+        OUTPUT_DIR_VAR: str(output_dir),
+    }
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_server", "serve", "--log-level", "WARNING"], env=env
+    )
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        print(f"  [{progress:.0f}/{total or 0:.0f}] {message or ''}")
+
+    async with Client(params) as client:
+        print(f"Connected to {client.server_info.name if client.server_info else 'the server'} over stdio.")
+        print(f"Calling generate_image: {prompt!r}")
+        result = await client.call_tool(
+            "generate_image",
+            {"prompt": prompt, "size": "1536x1024", "quality": "medium", "partial_images": 2},
+            progress_callback=on_progress,
+        )
+        if result.is_error:
+            print("generate_image failed: " + " ".join(getattr(c, "text", "") for c in result.content))
+            return 1
+        meta: dict[str, Any] = result.structured_content or {}
+        read = await client.read_resource(meta["uri"])
+        blob = base64.b64decode(getattr(read.contents[0], "blob", ""))
+        same = blob == Path(meta["path"]).read_bytes()
+    print(f"Image saved:   {meta['path']}")
+    print(f"  {meta['width']}x{meta['height']} {meta['mime_type']}, {meta['bytes']:,} bytes")
+    print(f"  resource {meta['uri']} read back: {'identical to the file' if same else 'DIFFERS from the file'}")
+    print(f"  metadata:    {Path(meta['path']).with_suffix('.json')}")
+    print(f"All images are in {output_dir}")
+    return 0 if same else 1

@@ -1,0 +1,1 @@
+"""The async Foundry client: HTTP and error mapping, agent versions, responses, streaming."""

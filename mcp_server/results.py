@@ -1,0 +1,98 @@
+"""Tool results: what a client receives for a stored image, or for a failure."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
+from pydantic import BaseModel, Field
+
+from mcp_server.errors import FoundryImageError
+from mcp_server.generation import GeneratedImage
+from mcp_server.store import ImageRecord, ImageStore
+
+
+class ImageResult(BaseModel):
+    """The `structuredContent` of a successful image tool call (its `outputSchema`)."""
+
+    image_id: str = Field(description="Store id of the image")
+    uri: str = Field(description="Resource URI: read it with resources/read for the exact bytes")
+    path: str = Field(description="Absolute path of the saved file on the server's machine")
+    mime_type: str
+    width: int
+    height: int
+    bytes: int = Field(description="Size of the stored file in bytes")
+    prompt: str | None = None
+    revised_prompt: str | None = Field(default=None, description="The prompt as the image model rewrote it")
+    options: dict[str, Any] = Field(default_factory=dict[str, Any], description="Image tool options used")
+    response_id: str | None = Field(default=None, description="Foundry response id")
+    agent_name: str | None = None
+    agent_version: str | None = None
+    preview_mime_type: str = Field(description="MIME type of the inline preview")
+    preview_width: int
+    preview_height: int
+
+
+def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | None = None) -> CallToolResult:
+    record, preview = generated.record, generated.preview
+    path = store.path_of(record).resolve()
+    structured = ImageResult(
+        image_id=record.image_id,
+        uri=record.uri,
+        path=str(path),
+        mime_type=record.mime_type,
+        width=record.width,
+        height=record.height,
+        bytes=record.bytes,
+        prompt=record.prompt,
+        revised_prompt=record.revised_prompt,
+        options=record.options,
+        response_id=record.response_id,
+        agent_name=record.agent_name,
+        agent_version=record.agent_version,
+        preview_mime_type=preview.mime_type,
+        preview_width=preview.width,
+        preview_height=preview.height,
+    )
+    lines = [
+        f"Generated a {record.width}x{record.height} {record.output_format.upper()} image ({record.bytes:,} bytes).",
+        f"Saved to: {path}",
+        f"Resource: {record.uri} (read it for the full-resolution original; the inline image is a preview)",
+    ]
+    if record.revised_prompt:
+        lines.append(f"Revised prompt: {record.revised_prompt}")
+    if note:
+        lines.append(note)
+    return CallToolResult(
+        content=[
+            ImageContent(data=base64.b64encode(preview.data).decode(), mime_type=preview.mime_type),
+            resource_link(record, store),
+            TextContent(text="\n".join(lines)),
+        ],
+        structured_content=structured.model_dump(mode="json"),
+    )
+
+
+def resource_link(record: ImageRecord, store: ImageStore) -> ResourceLink:
+    return ResourceLink(
+        uri=record.uri,
+        name=record.file_name,
+        title=_title(record),
+        description=f"{record.width}x{record.height} image saved at {store.path_of(record).resolve()}",
+        mime_type=record.mime_type,
+        size=record.bytes,
+    )
+
+
+def _title(record: ImageRecord) -> str:
+    prompt = (record.prompt or record.image_id).strip().replace("\n", " ")
+    return prompt if len(prompt) <= 80 else prompt[:77] + "..."
+
+
+def error_result(error: FoundryImageError) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(text=str(error))],
+        structured_content={"error": error.to_dict()},
+        is_error=True,
+    )

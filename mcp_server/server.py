@@ -1,0 +1,183 @@
+"""The MCP surface: tools and resources registered on an `MCPServer`, errors mapped to results.
+
+Protocol logic lives in `mcp_server.foundry` and `mcp_server.generation`; this module only
+wires them to MCP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx2
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.types import Resource as MCPResource
+from mcp.types import ResourceTemplate as MCPResourceTemplate
+from pydantic import AnyUrl, Field
+
+from mcp_server import __version__
+from mcp_server.auth import ApiKeyAuth, EntraTokenAuth
+from mcp_server.config import Settings
+from mcp_server.errors import FoundryImageError
+from mcp_server.foundry.agents import AgentRegistry
+from mcp_server.foundry.http import FoundryHttp, open_client
+from mcp_server.foundry.responses import ResponsesClient
+from mcp_server.generation import ImageGenerator, ImageOptions
+from mcp_server.protocol import MAX_PROMPT_CHARS, Background, Moderation, OutputFormat, Quality, Size
+from mcp_server.results import ImageResult, error_result, image_result
+from mcp_server.store import URI_TEMPLATE, ImageStore, image_id_from_uri
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Generates images with Azure AI Foundry (gpt-image-1 through a Foundry agent).
+Use generate_image to create a new image from a text description. Each result has an inline
+preview, a resource_link (foundry-image://images/<id>) whose resources/read returns the
+full-resolution original, and the path where the file was saved.
+Describe subject, style, composition and any text to render in the prompt; choose size
+1536x1024 for landscape and 1024x1536 for portrait; background='transparent' needs png or webp.
+"""
+
+
+@dataclass
+class AppState:
+    generator: ImageGenerator
+    http: httpx2.AsyncClient
+
+
+class ImageServer(MCPServer[AppState]):
+    """`MCPServer` whose resources are the images in the store, listed and read from disk."""
+
+    def __init__(self, store: ImageStore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+
+    async def list_resources(self) -> list[MCPResource]:
+        records = self.store.list()
+        return [
+            *await super().list_resources(),
+            *(
+                MCPResource(
+                    uri=record.uri,
+                    name=record.file_name,
+                    title=(record.prompt or record.image_id)[:80],
+                    description=f"{record.width}x{record.height} image created {record.created_at}",
+                    mime_type=record.mime_type,
+                    size=record.bytes,
+                )
+                for record in records
+            ),
+        ]
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        return [
+            *await super().list_resource_templates(),
+            MCPResourceTemplate(
+                uri_template=URI_TEMPLATE,
+                name="image",
+                title="Stored image",
+                description="An image generated or edited by this server; reading it returns the exact stored bytes.",
+            ),
+        ]
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        image_id = image_id_from_uri(str(uri))
+        if image_id is None:
+            return await super().read_resource(uri, context)
+        record = self.store.get(image_id)
+        if record is None:
+            raise ResourceNotFoundError(f"No stored image with URI {uri}")
+        return [ReadResourceContents(content=self.store.read_bytes(record), mime_type=record.mime_type)]
+
+
+def build_server(settings: Settings) -> ImageServer:
+    store = ImageStore(settings.output_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        auth = ApiKeyAuth(settings.api_key.get_secret_value()) if settings.api_key else EntraTokenAuth()
+        async with open_client(settings.endpoint, auth) as client:
+            http = FoundryHttp(client, image_deployment=settings.image_deployment)
+            registry = AgentRegistry(http, settings.agent_name, settings.model_deployment)
+            generator = ImageGenerator(registry, ResponsesClient(http), store, settings.image_deployment)
+            yield AppState(generator=generator, http=client)
+
+    server = ImageServer(
+        store,
+        name="foundry-image-mcp",
+        title="Foundry Image",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        website_url="https://github.com/foundry-image-mcp/foundry-image-mcp",
+        lifespan=lifespan,
+    )
+    note = "Rendered by the local Foundry emulator, not by Azure." if settings.emulator else None
+
+    @server.tool(
+        title="Generate image",
+        annotations=ToolAnnotations(
+            title="Generate image",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
+        ),
+    )
+    async def generate_image(
+        prompt: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_PROMPT_CHARS,
+                description="What to draw: subject, style, composition, lighting, any text to render.",
+            ),
+        ],
+        size: Annotated[Size, Field(description="Width x height; auto lets the model choose.")] = "auto",
+        quality: Annotated[Quality, Field(description="Rendering quality; low is fastest.")] = "auto",
+        output_format: Annotated[OutputFormat, Field(description="File format of the image.")] = "png",
+        output_compression: Annotated[
+            int | None, Field(ge=0, le=100, description="0-100 compression, only for jpeg and webp.")
+        ] = None,
+        background: Annotated[Background, Field(description="transparent needs output_format png or webp.")] = "auto",
+        moderation: Annotated[Moderation, Field(description="Content moderation strictness.")] = "auto",
+        partial_images: Annotated[
+            int, Field(ge=0, le=3, description="Stream this many partial images as progress (0-3).")
+        ] = 0,
+        *,
+        ctx: Context[AppState, Any],
+    ) -> Annotated[CallToolResult, ImageResult]:
+        """Generate a new image from a text prompt with gpt-image-1 on Azure AI Foundry.
+
+        Returns an inline preview, a resource link to the full-resolution file (read it with
+        resources/read), the saved file path, and structured metadata.
+        """
+        options = ImageOptions(
+            size=size,
+            quality=quality,
+            output_format=output_format,
+            output_compression=output_compression,
+            background=background,
+            moderation=moderation,
+            partial_images=partial_images,
+        )
+
+        async def progress(value: float, total: float | None, message: str) -> None:
+            await ctx.report_progress(value, total, message)
+
+        state = ctx.request_context.lifespan_context
+        try:
+            generated = await state.generator.generate(prompt, options, progress)
+        except FoundryImageError as exc:
+            logger.info("generate_image failed: %s", exc.code)
+            return error_result(exc)
+        return image_result(generated, server.store, note=note)
+
+    return server
