@@ -31,6 +31,11 @@ DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0
 """Generous read timeout: a high-quality gpt-image-1 generation can take more than a minute."""
 
 GENERIC_400 = "There was an issue with your request"
+DEPLOYMENT_HINT = (
+    "Check AZURE_AI_IMAGE_DEPLOYMENT_NAME (the image model deployment, e.g. gpt-image-1) and "
+    "AZURE_AI_MODEL_DEPLOYMENT_NAME (the agent's chat model, e.g. gpt-4.1) against the deployments "
+    "in your Foundry project."
+)
 
 
 class FoundryHttp:
@@ -161,8 +166,7 @@ def error_from_response(response: httpx2.Response, what: str) -> FoundryImageErr
         if (upstream_code or "").lower() == "deploymentnotfound":
             return NotFoundError(
                 f"Foundry has no deployment with that name: {upstream_message}",
-                hint="Check AZURE_AI_IMAGE_DEPLOYMENT_NAME (the image model deployment, e.g. gpt-image-1) and "
-                "AZURE_AI_MODEL_DEPLOYMENT_NAME against the deployments in your Foundry project.",
+                hint=DEPLOYMENT_HINT,
                 code="deployment_not_found",
                 **common,
             )
@@ -177,6 +181,8 @@ def error_from_response(response: httpx2.Response, what: str) -> FoundryImageErr
         )
     if status >= 500:
         return ServiceRefusedError(said + ".", hint="This is a service-side failure; try again shortly.", **common)
+    if status == 400 and "deployment" in upstream_message.lower():
+        return ServiceRefusedError(said, hint=DEPLOYMENT_HINT, **common)
     if status == 400 and GENERIC_400 in upstream_message:
         return ServiceRefusedError(
             said,

@@ -1,0 +1,24 @@
+"""A faithful local emulator of the Azure AI Foundry project REST surface used for image generation.
+
+It serves the agents CRUD, the OpenAI-compatible Responses API (with the `image_generation`
+tool, streaming, background mode) and Files, rendering real images with Pillow. Only
+`mcp_server.protocol` is shared with the rest of the package.
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .config import EmulatorConfig
+from .runner import RunningEmulator, serve_emulator, start_emulator
+from .state import EmulatorState, RecordedRequest, StoredResponse
+
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorState",
+    "RecordedRequest",
+    "RunningEmulator",
+    "StoredResponse",
+    "create_app",
+    "serve_emulator",
+    "start_emulator",
+]

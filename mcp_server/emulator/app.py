@@ -1,0 +1,64 @@
+"""The Starlette application that serves the emulated Foundry project endpoint."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import agents, files, responses
+from .config import EmulatorConfig
+from .context import Ctx, Handler, endpoint, unknown_route
+from .state import EmulatorState
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _legacy(handler: Handler) -> Handler:
+    async def run(ctx: Ctx) -> Response:
+        ctx.params["legacy"] = "1"
+        return await handler(ctx)
+
+    return run
+
+
+def _routes() -> list[tuple[str, str, Handler]]:
+    project = "/api/projects/{project}"
+    v1 = project + "/openai/v1"
+    legacy = project + "/openai"
+    table: list[tuple[str, str, Handler]] = [
+        ("POST", project + "/agents", agents.create_agent),
+        ("GET", project + "/agents", agents.list_agents),
+        ("GET", project + "/agents/{name}", agents.get_agent),
+        ("DELETE", project + "/agents/{name}", agents.delete_agent),
+        ("POST", project + "/agents/{name}/versions", agents.create_version),
+        ("GET", project + "/agents/{name}/versions", agents.list_versions),
+        ("GET", project + "/agents/{name}/versions/{version}", agents.get_version),
+        ("DELETE", project + "/agents/{name}/versions/{version}", agents.delete_version),
+        ("POST", v1 + "/files", files.upload),
+        ("GET", v1 + "/files", files.list_files),
+        ("GET", v1 + "/files/{file_id}", files.retrieve),
+        ("DELETE", v1 + "/files/{file_id}", files.delete),
+        ("GET", v1 + "/files/{file_id}/content", files.content),
+    ]
+    for base, wrap in ((v1, False), (legacy, True)):
+        for method, suffix, handler in (
+            ("POST", "/responses", responses.create),
+            ("GET", "/responses/{response_id}", responses.retrieve),
+            ("DELETE", "/responses/{response_id}", responses.delete),
+            ("POST", "/responses/{response_id}/cancel", responses.cancel_response),
+            ("GET", "/responses/{response_id}/input_items", responses.input_items),
+        ):
+            table.append((method, base + suffix, _legacy(handler) if wrap else handler))
+    return table
+
+
+def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Starlette:
+    """Build the app; pass `state` to inspect or pre-seed what it stores."""
+    store = state if state is not None else EmulatorState()
+    routes = [Route(path, endpoint(handler, store, config), methods=[method]) for method, path, handler in _routes()]
+    routes.append(Route("/{path:path}", endpoint(unknown_route, store, config), methods=_ALL_METHODS))
+    app = Starlette(routes=routes)
+    app.state.emulator_state = store
+    app.state.emulator_config = config
+    return app

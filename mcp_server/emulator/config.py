@@ -1,0 +1,28 @@
+"""Configuration of the local Foundry emulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_IMAGE_DEPLOYMENTS = frozenset({"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
+DEFAULT_MODEL_DEPLOYMENTS = frozenset(
+    {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3", "gpt-5", "gpt-5-mini"}
+)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """What the emulated Foundry project contains and how it behaves.
+
+    `latency` delays each image generation (never the agents CRUD) so clients can observe
+    queued/in_progress states; `partial_interval` spaces streamed partial images.
+    `None` for the accepted credential sets means any non-empty credential is accepted.
+    """
+
+    project: str = "emulator"
+    latency: float = 0.0
+    partial_interval: float = 0.0
+    image_deployments: frozenset[str] = DEFAULT_IMAGE_DEPLOYMENTS
+    model_deployments: frozenset[str] = DEFAULT_MODEL_DEPLOYMENTS
+    accepted_tokens: frozenset[str] | None = None
+    accepted_api_keys: frozenset[str] | None = None

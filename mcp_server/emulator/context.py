@@ -1,0 +1,106 @@
+"""What every route handler receives, and the wrapper that records, authenticates and maps errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .config import EmulatorConfig
+from .errors import ApiError, foundry_error, invalid_payload, not_found, openai_error, unauthorized
+from .state import EmulatorState, RecordedRequest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Ctx:
+    request: Request
+    body: Any | None
+    raw: bytes
+    headers: dict[str, str]
+    query: dict[str, str]
+    params: dict[str, str]
+    state: EmulatorState
+    config: EmulatorConfig
+
+    def json_object(self) -> dict[str, Any]:
+        if not isinstance(self.body, dict):
+            raise invalid_payload("The request body must be a JSON object.", None)
+        return self.body
+
+    def require_api_version(self, expected: str) -> None:
+        got = self.query.get("api-version")
+        if got != expected:
+            shown = "missing" if got is None else repr(got)
+            raise foundry_error(
+                400,
+                "invalid_payload" if got is None else "UnsupportedApiVersion",
+                f"The api-version query parameter is {shown}; this route supports api-version={expected}.",
+                "api-version",
+            )
+
+
+Handler = Callable[[Ctx], Awaitable[Response]]
+
+
+def _parse_json(raw: bytes, content_type: str) -> Any | None:
+    if not raw or "json" not in content_type:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _authenticated(headers: dict[str, str], config: EmulatorConfig) -> bool:
+    authorization = headers.get("authorization", "")
+    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    if token and (config.accepted_tokens is None or token in config.accepted_tokens):
+        return True
+    key = headers.get("api-key", "").strip()
+    return bool(key) and (config.accepted_api_keys is None or key in config.accepted_api_keys)
+
+
+def endpoint(
+    handler: Handler, state: EmulatorState, config: EmulatorConfig
+) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        raw = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        query = dict(request.query_params)
+        content_type = headers.get("content-type", "")
+        body = _parse_json(raw, content_type)
+        state.record(RecordedRequest(request.method, request.url.path, query, headers, body))
+        params = {k: str(v) for k, v in request.path_params.items()}
+        ctx = Ctx(request, body, raw, headers, query, params, state, config)
+        request_id = uuid.uuid4().hex
+        try:
+            if not _authenticated(headers, config):
+                raise unauthorized()
+            if params.get("project", config.project) != config.project:
+                raise not_found(f"Project {params['project']!r} was not found.", "project")
+            if raw and "json" in content_type and body is None:
+                raise invalid_payload("The request body is not valid JSON.", None)
+            response = await handler(ctx)
+        except ApiError as error:
+            logger.info("%s %s -> %d %s", request.method, request.url.path, error.status, error)
+            response = error.response()
+        except Exception:
+            # An emulator bug must still look like a service error to the client, not a bare 500 page.
+            logger.exception("emulator failed on %s %s", request.method, request.url.path)
+            response = openai_error(500, "server_error", "The emulator hit an internal error.").response()
+        response.headers["apim-request-id"] = request_id
+        return response
+
+    return run
+
+
+async def unknown_route(ctx: Ctx) -> Response:
+    raise not_found(f"Resource not found: {ctx.request.method} {ctx.request.url.path}")

@@ -1,0 +1,247 @@
+"""Turns a Responses create request into a validated generation plan (protocol §3)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, AgentVersion
+
+from .config import EmulatorConfig
+from .errors import deployment_not_found, generic_bad_request, invalid_payload, multi_invalid_payload, not_found
+from .inputs import load_mask, open_image, parse_input
+from .render import RenderSpec
+from .state import EmulatorState
+from .validation import (
+    DEFAULT_IMAGE_MODEL,
+    bind_placeholders,
+    structured_defaults,
+    validate_image_tool,
+    validate_metadata,
+    validate_model_deployment,
+    validate_tools,
+)
+
+_FORBIDDEN_WITH_AGENT = ("tools", "temperature", "top_p", "text")
+_DEFAULT_QUALITY = "medium"
+
+
+@dataclass
+class Plan:
+    response_id: str
+    base: dict[str, Any]  # the Response JSON fields that never change
+    prompt: str
+    stream: bool
+    background: bool
+    input_items: list[dict[str, Any]]
+    image_tool: dict[str, Any] | None = None
+    spec: RenderSpec | None = None
+    images: list[Image.Image] = field(default_factory=list[Image.Image])
+    mask: Image.Image | None = None
+
+
+def resolve_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """The tool as the service echoes it, with every default filled in (protocol §2 "Observed echo")."""
+    resolved: dict[str, Any] = {
+        "type": "image_generation",
+        "model": tool.get("model") or DEFAULT_IMAGE_MODEL,
+        "background": tool.get("background") or "auto",
+        "moderation": tool.get("moderation") or "auto",
+        "n": 1,
+        "output_compression": 100 if tool.get("output_compression") is None else tool["output_compression"],
+        "output_format": tool.get("output_format") or "png",
+        "quality": tool.get("quality") or "auto",
+        "size": tool.get("size") or "auto",
+        "partial_images": tool.get("partial_images") or 0,
+    }
+    for key in ("input_fidelity", "input_image_mask", "action"):
+        if tool.get(key) is not None:
+            resolved[key] = tool[key]
+    return resolved
+
+
+def _agent_reference(body: dict[str, Any]) -> dict[str, Any] | None:
+    ref = body.get("agent_reference") or body.get("agent")
+    if ref is None:
+        return None
+    param = "agent_reference" if "agent_reference" in body else "agent"
+    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str) or not ref["name"]:
+        raise invalid_payload("agent_reference must be an object with a 'name'.", param)
+    version = ref.get("version")
+    return {"type": "agent_reference", "name": ref["name"], **({"version": str(version)} if version else {})}
+
+
+def _find_agent(ref: dict[str, Any], state: EmulatorState) -> AgentVersion:
+    versions = state.agent_versions(ref["name"])
+    if not versions:
+        raise not_found(f"Agent {ref['name']!r} was not found.", "agent_reference.name")
+    if "version" not in ref:
+        return max(versions, key=lambda v: int(v.version))
+    for version in versions:
+        if version.version == ref["version"]:
+            return version
+    raise not_found(f"Version {ref['version']!r} of agent {ref['name']!r} was not found.", "agent_reference.version")
+
+
+def _image_tool_index(tools: list[dict[str, Any]]) -> int | None:
+    return next((i for i, t in enumerate(tools) if isinstance(t, dict) and t.get("type") == "image_generation"), None)
+
+
+def build_plan(body: dict[str, Any], headers: dict[str, str], state: EmulatorState, config: EmulatorConfig) -> Plan:
+    ref = _agent_reference(body)
+    if ref is not None:
+        present = [key for key in _FORBIDDEN_WITH_AGENT if key in body]
+        if present:
+            raise multi_invalid_payload([("Not allowed when agent is specified.", key) for key in present])
+        agent = _find_agent(ref, state)
+        ref["version"] = agent.version
+        definition = agent.definition
+        supplied = body.get("structured_inputs") or {}
+        if not isinstance(supplied, dict):
+            raise invalid_payload("structured_inputs must be an object.", "structured_inputs")
+        bindings = {**structured_defaults(definition), **supplied}
+        definition = {
+            **definition,
+            "tools": bind_placeholders(definition.get("tools") or [], bindings),
+            "instructions": bind_placeholders(definition.get("instructions"), bindings),
+        }
+        model: str = definition["model"]
+        tools: list[dict[str, Any]] = definition["tools"]
+        tools_param = "agent.definition.tools"
+        instructions = definition.get("instructions")
+        tool_choice = body.get("tool_choice") or definition.get("tool_choice") or "auto"
+        temperature, top_p = definition.get("temperature", 1.0), definition.get("top_p", 1.0)
+    else:
+        model = validate_model_deployment(body.get("model"), config, "model")
+        tools = body.get("tools") or []
+        validate_tools(tools, config, "tools", allow_placeholders=False)
+        tools_param = "tools"
+        instructions = body.get("instructions")
+        tool_choice = body.get("tool_choice") or "auto"
+        temperature, top_p = body.get("temperature", 1.0), body.get("top_p", 1.0)
+
+    store = body.get("store", True) is not False
+    background = bool(body.get("background"))
+    if background and not store:
+        raise invalid_payload("Background mode requires store=true.", "background")
+    metadata = validate_metadata(body.get("metadata"))
+
+    index = _image_tool_index(tools)
+    image_tool = tools[index] if index is not None else None
+    if image_tool is not None:
+        validate_image_tool(image_tool, config, f"{tools_param}[{index}]", allow_placeholders=False)
+        _check_deployment_header(headers, image_tool, config)
+
+    parsed = parse_input(body.get("input"), state)
+    previous_id = body.get("previous_response_id")
+    images = parsed.images
+    if previous_id is not None:
+        previous = state.get_response(str(previous_id))
+        if previous is None:
+            raise not_found(f"Previous response with id {previous_id!r} not found.", "previous_response_id")
+        if previous.image_bytes is not None:
+            images = [open_image(previous.image_bytes, "previous_response_id"), *images]
+
+    response_id = "resp_" + uuid.uuid4().hex
+    resolved_tools = [resolve_tool(t) if t is image_tool else t for t in tools]
+    plan = Plan(
+        response_id=response_id,
+        base=_base_response(
+            response_id, model, ref, instructions, resolved_tools, tool_choice, temperature, top_p, body, metadata
+        ),
+        prompt=parsed.prompt,
+        stream=bool(body.get("stream")),
+        background=background,
+        input_items=parsed.items,
+        images=images,
+    )
+    if image_tool is not None:
+        _plan_image(plan, resolve_tool(image_tool), state, f"{tools_param}[{index}]")
+    return plan
+
+
+def _check_deployment_header(headers: dict[str, str], tool: dict[str, Any], config: EmulatorConfig) -> None:
+    deployment = headers.get(IMAGE_DEPLOYMENT_HEADER, "").strip()
+    if not deployment:
+        raise generic_bad_request()
+    if deployment not in config.image_deployments:
+        raise deployment_not_found(deployment)
+    expected = tool.get("model") or DEFAULT_IMAGE_MODEL
+    if deployment != expected:
+        raise invalid_payload(
+            f"The {IMAGE_DEPLOYMENT_HEADER} header ({deployment!r}) must match the image_generation tool's model "
+            f"deployment ({expected!r}).",
+            IMAGE_DEPLOYMENT_HEADER,
+        )
+
+
+def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: str) -> None:
+    if tool.get("action") == "edit" and not plan.images:
+        raise invalid_payload("action 'edit' requires an input image.", f"{param}.action")
+    mask = tool.get("input_image_mask")
+    if mask is not None:
+        first = plan.images[0] if plan.images else None
+        plan.mask = load_mask(mask, state, first, f"{param}.input_image_mask")
+    size = "1024x1024" if tool["size"] == "auto" else tool["size"]
+    width, height = (int(v) for v in size.split("x"))
+    quality = _DEFAULT_QUALITY if tool["quality"] == "auto" else tool["quality"]
+    background = "opaque" if tool["background"] == "auto" else tool["background"]
+    plan.image_tool = {**tool, "size": size, "quality": quality, "background": background}
+    plan.spec = RenderSpec(
+        prompt=plan.prompt,
+        width=width,
+        height=height,
+        quality=quality,
+        output_format=tool["output_format"],
+        compression=tool["output_compression"],
+        transparent=background == "transparent",
+        partial_images=tool["partial_images"] if plan.stream else 0,
+    )
+
+
+def _base_response(
+    response_id: str,
+    model: str,
+    ref: dict[str, Any] | None,
+    instructions: Any,
+    tools: list[dict[str, Any]],
+    tool_choice: Any,
+    temperature: Any,
+    top_p: Any,
+    body: dict[str, Any],
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "completed_at": None,
+        "status": "queued",
+        "background": bool(body.get("background")),
+        "error": None,
+        "incomplete_details": None,
+        "instructions": instructions,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": model,
+        "agent_reference": ref,
+        "output": [],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": None,
+        "service_tier": "default",
+        "store": body.get("store", True) is not False,
+        "temperature": temperature,
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": tool_choice,
+        "tools": tools,
+        "top_p": top_p,
+        "truncation": "disabled",
+        "usage": None,
+        "user": None,
+        "metadata": metadata,
+    }

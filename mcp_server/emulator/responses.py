@@ -1,0 +1,100 @@
+"""The OpenAI-compatible Responses routes of the project endpoint (protocol §3 to §6)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.responses import JSONResponse, Response
+
+from mcp_server.protocol import LEGACY_RESPONSES_API_VERSION
+
+from .context import Ctx
+from .errors import foundry_error, invalid_payload, openai_error
+from .generation import cancel, start
+from .planning import build_plan
+from .state import StoredResponse
+from .streaming import event_stream
+
+
+def _check_legacy(ctx: Ctx) -> None:
+    if ctx.params.get("legacy"):
+        ctx.require_api_version(LEGACY_RESPONSES_API_VERSION)
+
+
+def _stored(ctx: Ctx) -> StoredResponse:
+    response_id = ctx.params["response_id"]
+    stored = ctx.state.get_response(response_id)
+    if stored is None:
+        raise openai_error(404, "not_found", f"Response with id '{response_id}' not found.", "response_id")
+    return stored
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1")
+
+
+async def create(ctx: Ctx) -> Response:
+    _check_legacy(ctx)
+    body = ctx.json_object()
+    plan = build_plan(body, ctx.headers, ctx.state, ctx.config)
+    stored = start(plan, body, ctx.state, ctx.config)
+    if plan.stream:
+        return event_stream(stored)
+    if not plan.background and stored.task is not None:
+        # Shielded: a client that hangs up must not leave the stored response half-made.
+        await asyncio.shield(stored.task)
+    return JSONResponse(stored.response)
+
+
+async def retrieve(ctx: Ctx) -> Response:
+    _check_legacy(ctx)
+    stored = _stored(ctx)
+    if _flag(ctx.query.get("stream")):
+        if not stored.streamed:
+            raise invalid_payload(
+                "You can only resume streaming if the original request included stream=true.", "stream"
+            )
+        try:
+            starting_after = int(ctx.query.get("starting_after", "-1"))
+        except ValueError:
+            raise invalid_payload("starting_after must be an integer.", "starting_after") from None
+        return event_stream(stored, starting_after)
+    return JSONResponse(stored.response)
+
+
+async def delete(ctx: Ctx) -> Response:
+    _check_legacy(ctx)
+    stored = _stored(ctx)
+    cancel(stored, ctx.state)
+    ctx.state.pop_response(ctx.params["response_id"])
+    return JSONResponse({"id": ctx.params["response_id"], "object": "response", "deleted": True})
+
+
+async def cancel_response(ctx: Ctx) -> Response:
+    _check_legacy(ctx)
+    stored = _stored(ctx)
+    if not stored.response.get("background"):
+        raise foundry_error(
+            400,
+            "invalid_request",
+            "Only responses created with background=true can be cancelled. "
+            "To cancel a synchronous response, terminate the connection.",
+            "response_id",
+        )
+    return JSONResponse(cancel(stored, ctx.state))
+
+
+async def input_items(ctx: Ctx) -> Response:
+    _check_legacy(ctx)
+    items = list(_stored(ctx).input_items)
+    if ctx.query.get("order", "desc") == "desc":
+        items.reverse()
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": items,
+            "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None,
+            "has_more": False,
+        }
+    )

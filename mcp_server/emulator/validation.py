@@ -1,0 +1,215 @@
+"""Validation of agent definitions and `image_generation` tools (protocol §1.2, §2, §8)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mcp_server.protocol import (
+    ACTIONS,
+    AGENT_NAME_MAX,
+    BACKGROUNDS,
+    INPUT_FIDELITIES,
+    MAX_PARTIAL_IMAGES,
+    METADATA_KEY_MAX,
+    METADATA_MAX_PAIRS,
+    METADATA_VALUE_MAX,
+    MODERATIONS,
+    OUTPUT_FORMATS,
+    QUALITIES,
+    SIZES,
+)
+
+from .config import EmulatorConfig
+from .errors import invalid_payload
+
+DEFAULT_IMAGE_MODEL = "gpt-image-1"
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+_ENUMS: dict[str, tuple[str, ...]] = {
+    "size": SIZES,
+    "quality": QUALITIES,
+    "output_format": OUTPUT_FORMATS,
+    "background": BACKGROUNDS,
+    "moderation": MODERATIONS,
+    "action": ACTIONS,
+}
+_INT_RANGES: dict[str, tuple[int, int]] = {"output_compression": (0, 100), "partial_images": (0, MAX_PARTIAL_IMAGES)}
+_TOOL_KEYS = frozenset(
+    {"type", "model", "input_fidelity", "input_image_mask", "n", "name", "description", "tool_configs"}
+    | set(_ENUMS)
+    | set(_INT_RANGES)
+)
+NUMERIC_FIELDS = frozenset(_INT_RANGES)
+
+
+def has_placeholder(value: object) -> bool:
+    return isinstance(value, str) and PLACEHOLDER.search(value) is not None
+
+
+def validate_agent_name(name: str) -> None:
+    if len(name) > AGENT_NAME_MAX or not _AGENT_NAME.match(name):
+        raise invalid_payload(
+            f"Invalid agent name {name!r}: it must start and end with an alphanumeric character, may contain "
+            f"hyphens in between, and be at most {AGENT_NAME_MAX} characters long.",
+            "agent_name",
+        )
+
+
+def validate_metadata(metadata: object, param: str = "metadata") -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise invalid_payload("metadata must be an object of string pairs.", param)
+    if len(metadata) > METADATA_MAX_PAIRS:
+        raise invalid_payload(f"metadata may contain at most {METADATA_MAX_PAIRS} pairs.", param)
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise invalid_payload(f"metadata value for {key!r} must be a string.", f"{param}.{key}")
+        if len(key) > METADATA_KEY_MAX:
+            raise invalid_payload(f"metadata keys must be at most {METADATA_KEY_MAX} characters.", param)
+        if len(value) > METADATA_VALUE_MAX:
+            raise invalid_payload(f"metadata values must be at most {METADATA_VALUE_MAX} characters.", f"{param}.{key}")
+    return dict(metadata)
+
+
+def validate_definition(definition: object, config: EmulatorConfig) -> dict[str, Any]:
+    if not isinstance(definition, dict):
+        raise invalid_payload("definition is required and must be an object.", "definition")
+    kind = definition.get("kind")
+    if kind != "prompt":
+        raise invalid_payload(
+            f"Unsupported agent kind {kind!r}: this project only supports 'prompt' agents.", "definition.kind"
+        )
+    validate_model_deployment(definition.get("model"), config, "definition.model")
+    validate_tools(definition.get("tools"), config, "definition.tools", allow_placeholders=True)
+    if "structured_inputs" in definition and not isinstance(definition["structured_inputs"], dict | None):
+        raise invalid_payload("structured_inputs must be an object.", "definition.structured_inputs")
+    return definition
+
+
+def validate_model_deployment(model: object, config: EmulatorConfig, param: str) -> str:
+    if not isinstance(model, str) or not model:
+        raise invalid_payload("A model deployment name is required.", param)
+    if model not in config.model_deployments:
+        known = ", ".join(sorted(config.model_deployments))
+        raise invalid_payload(
+            f"Model deployment {model!r} was not found in this project. Deployed models: {known}.", param
+        )
+    return model
+
+
+def validate_tools(tools: object, config: EmulatorConfig, param: str, *, allow_placeholders: bool) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise invalid_payload("tools must be an array.", param)
+    for index, tool in enumerate(tools):
+        where = f"{param}[{index}]"
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise invalid_payload("Each tool must be an object with a 'type'.", where)
+        if tool["type"] == "image_generation":
+            validate_image_tool(tool, config, where, allow_placeholders=allow_placeholders)
+
+
+def validate_image_tool(tool: dict[str, Any], config: EmulatorConfig, where: str, *, allow_placeholders: bool) -> None:
+    def skip(value: object) -> bool:
+        if has_placeholder(value):
+            if allow_placeholders:
+                return True
+            raise invalid_payload(f"Unbound placeholder {value!r}.", where)
+        return False
+
+    for key in tool:
+        if key not in _TOOL_KEYS:
+            raise invalid_payload(f"Unknown parameter: '{where}.{key}'.", f"{where}.{key}")
+    model = tool.get("model")
+    if model is not None and not skip(model) and model not in config.image_deployments:
+        known = ", ".join(sorted(config.image_deployments))
+        raise invalid_payload(
+            f"Image generation deployment {model!r} was not found in this project. Deployed image models: {known}.",
+            f"{where}.model",
+        )
+    for key, allowed in _ENUMS.items():
+        value = tool.get(key)
+        if value is not None and not skip(value) and value not in allowed:
+            raise invalid_payload(
+                f"Invalid value {value!r} for '{key}'. Supported values are: {', '.join(allowed)}.", f"{where}.{key}"
+            )
+    for key, (low, high) in _INT_RANGES.items():
+        value = tool.get(key)
+        if value is None or skip(value):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise invalid_payload(
+                f"Invalid '{key}': {value!r}. Expected an integer between {low} and {high}.", f"{where}.{key}"
+            )
+    _check_combinations(tool, where, skip)
+
+
+def _check_combinations(tool: dict[str, Any], where: str, skip: Any) -> None:
+    fmt = tool.get("output_format") or "png"
+    if tool.get("background") == "transparent" and not skip(fmt) and fmt not in ("png", "webp"):
+        raise invalid_payload(
+            "Transparent background is only supported with output_format 'png' or 'webp'.", f"{where}.background"
+        )
+    fidelity = tool.get("input_fidelity")
+    if fidelity is not None and not skip(fidelity):
+        if fidelity not in INPUT_FIDELITIES:
+            raise invalid_payload(
+                f"Invalid value {fidelity!r} for 'input_fidelity'. Supported values are: high, low.",
+                f"{where}.input_fidelity",
+            )
+        if (tool.get("model") or DEFAULT_IMAGE_MODEL) == "gpt-image-1-mini":
+            raise invalid_payload("input_fidelity is not supported on gpt-image-1-mini.", f"{where}.input_fidelity")
+    n = tool.get("n")
+    if n is not None and n != 1:
+        raise invalid_payload("Only one image per image_generation call is supported ('n' must be 1).", f"{where}.n")
+    mask = tool.get("input_image_mask")
+    if mask is None:
+        return
+    if not isinstance(mask, dict) or not mask or set(mask) - {"image_url", "file_id"}:
+        raise invalid_payload(
+            "input_image_mask must be an object with only 'image_url' or 'file_id'.", f"{where}.input_image_mask"
+        )
+    for key, value in mask.items():
+        if not isinstance(value, str) or not value:
+            raise invalid_payload(f"input_image_mask.{key} must be a non-empty string.", f"{where}.input_image_mask")
+
+
+# ---------------------------------------------------------------- structured inputs
+
+
+def bind_placeholders(value: Any, bindings: dict[str, Any], field: str | None = None) -> Any:
+    """Replace `{{name}}` in every string; a whole-field placeholder takes the bound value itself."""
+    if isinstance(value, dict):
+        return {k: bind_placeholders(v, bindings, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [bind_placeholders(v, bindings, field) for v in value]
+    if not isinstance(value, str) or not has_placeholder(value):
+        return value
+    whole = PLACEHOLDER.fullmatch(value.strip())
+    if whole:
+        bound = _lookup(whole.group(1), bindings)
+        if field in NUMERIC_FIELDS and isinstance(bound, str):
+            try:
+                return int(bound)
+            except ValueError:
+                return bound
+        return bound
+    return PLACEHOLDER.sub(lambda m: str(_lookup(m.group(1), bindings)), value)
+
+
+def _lookup(name: str, bindings: dict[str, Any]) -> Any:
+    if name not in bindings:
+        raise invalid_payload(f"No value was provided for structured input '{name}'.", "structured_inputs")
+    return bindings[name]
+
+
+def structured_defaults(definition: dict[str, Any]) -> dict[str, Any]:
+    declared = definition.get("structured_inputs") or {}
+    return {
+        name: spec["default_value"]
+        for name, spec in declared.items()
+        if isinstance(spec, dict) and spec.get("default_value") is not None
+    }

@@ -1,0 +1,121 @@
+"""Shared test plumbing: launching the real server over stdio, and a local managed-identity endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mcp import StdioServerParameters
+from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
+
+MODES = ["auto", "legacy"]
+
+
+def server_params(
+    endpoint: str,
+    output_dir: Path,
+    *,
+    api_key: str | None = "test-key",
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> StdioServerParameters:
+    """The real server as a subprocess, configured only by the environment we give it."""
+    env = {
+        "AZURE_AI_PROJECT_ENDPOINT": endpoint,
+        "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1",
+        "FOUNDRY_IMAGE_MCP_OUTPUT_DIR": str(output_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if api_key is not None:
+        env["AZURE_AI_API_KEY"] = api_key
+    env.update(extra_env or {})
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_server", *(args or ["serve", "--log-level", "WARNING"])], env=env
+    )
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+def parts(result: CallToolResult) -> tuple[ImageContent, ResourceLink, TextContent]:
+    images = [b for b in result.content if isinstance(b, ImageContent)]
+    links = [b for b in result.content if isinstance(b, ResourceLink)]
+    texts = [b for b in result.content if isinstance(b, TextContent)]
+    assert len(images) == 1 and len(links) == 1 and len(texts) == 1, result.content
+    return images[0], links[0], texts[0]
+
+
+def preview_bytes(result: CallToolResult) -> bytes:
+    return base64.b64decode(parts(result)[0].data)
+
+
+@dataclass
+class TokenEndpoint:
+    """An App Service style managed-identity endpoint (IDENTITY_ENDPOINT + IDENTITY_HEADER)."""
+
+    url: str
+    secret: str
+    token: str
+    calls: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    status: int = 200
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"IDENTITY_ENDPOINT": self.url, "IDENTITY_HEADER": self.secret}
+
+
+@contextmanager
+def token_endpoint(token: str = "token-from-managed-identity", status: int = 200) -> Iterator[TokenEndpoint]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    endpoint = TokenEndpoint(
+        url=f"http://127.0.0.1:{server.server_address[1]}/msi/token",
+        secret="local-identity-header",
+        token=token,
+        status=status,
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            endpoint.calls.append({"query": query, "header": self.headers.get("X-IDENTITY-HEADER")})
+            if self.headers.get("X-IDENTITY-HEADER") != endpoint.secret or endpoint.status != 200:
+                body = json.dumps({"error": {"code": "Unauthorized", "message": "identity refused"}}).encode()
+                self.send_response(400 if endpoint.status == 200 else endpoint.status)
+            else:
+                body = json.dumps(
+                    {
+                        "access_token": endpoint.token,
+                        "expires_on": str(int(time.time()) + 3600),
+                        "resource": query.get("resource", ""),
+                        "token_type": "Bearer",
+                    }
+                ).encode()
+                self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,66 @@
+"""Outbound auth through the real layers: api-key, and Entra ID via real azure-identity managed identity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+from helpers import server_params, text_of, token_endpoint
+from mcp import Client
+
+from mcp_server.emulator import EmulatorConfig, start_emulator
+
+pytestmark = pytest.mark.anyio
+TIMEOUT = 90
+
+
+async def test_entra_token_from_managed_identity_is_sent_and_cached(tmp_path: Path) -> None:
+    with (
+        token_endpoint() as identity,
+        start_emulator(EmulatorConfig(accepted_tokens=frozenset({identity.token}))) as emu,
+    ):
+        params = server_params(emu.endpoint, tmp_path, api_key=None, extra_env=identity.env)
+        with anyio.fail_after(TIMEOUT):
+            async with Client(params) as client:
+                first = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
+                second = await client.call_tool("generate_image", {"prompt": "a crane", "quality": "low"})
+        assert not first.is_error, text_of(first)
+        assert not second.is_error, text_of(second)
+        assert len(identity.calls) == 1, "the token must be cached between calls"
+        assert identity.calls[0]["query"]["resource"] == "https://ai.azure.com"
+        sent = {r.headers.get("authorization") for r in emu.state.requests}
+        assert sent == {f"Bearer {identity.token}"}
+        assert not any("api-key" in r.headers for r in emu.state.requests)
+
+
+async def test_a_failing_identity_endpoint_gives_an_authentication_error_with_next_steps(tmp_path: Path) -> None:
+    with token_endpoint(status=500) as identity, start_emulator(EmulatorConfig()) as emu:
+        params = server_params(emu.endpoint, tmp_path, api_key=None, extra_env=identity.env)
+        with anyio.fail_after(TIMEOUT):
+            async with Client(params) as client:
+                result = await client.call_tool("generate_image", {"prompt": "a heron"})
+        assert result.is_error
+        assert result.structured_content is not None
+        assert result.structured_content["error"]["code"] == "credential_unavailable"
+        assert "az login" in text_of(result) and "AZURE_AI_API_KEY" in text_of(result)
+        assert "Traceback" not in text_of(result)
+        assert emu.state.requests == []
+
+
+async def test_api_key_is_sent_and_a_rejected_key_is_reported_without_leaking_it(tmp_path: Path) -> None:
+    with start_emulator(EmulatorConfig(accepted_api_keys=frozenset({"right-key"}))) as emu:
+        with anyio.fail_after(TIMEOUT):
+            async with Client(server_params(emu.endpoint, tmp_path / "ok", api_key="right-key")) as client:
+                ok = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
+            async with Client(server_params(emu.endpoint, tmp_path / "bad", api_key="wrong-secret-value")) as client:
+                bad = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
+        assert not ok.is_error, text_of(ok)
+        assert bad.is_error
+        assert bad.structured_content is not None
+        assert bad.structured_content["error"]["status"] == 401
+        assert "AZURE_AI_API_KEY" in text_of(bad)
+        everything = text_of(bad) + json.dumps(bad.structured_content)
+        assert "wrong-secret-value" not in everything and "right-key" not in everything
+        assert all("authorization" not in r.headers for r in emu.state.requests)

@@ -1,0 +1,242 @@
+"""generate_image end to end: the real server over stdio, driven by mcp.Client, against the emulator."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from helpers import MODES, parts, server_params, text_of
+from mcp import Client, MCPError
+from mcp.types import BlobResourceContents
+from PIL import Image
+
+from mcp_server.emulator import RunningEmulator
+from mcp_server.store import URI_TEMPLATE
+
+pytestmark = pytest.mark.anyio
+AGENT = "foundry-image-mcp"
+TIMEOUT = 60
+
+
+def responses_posts(emulator: RunningEmulator) -> list[Any]:
+    return [r for r in emulator.state.requests if r.method == "POST" and r.path.endswith("/openai/v1/responses")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_generate_image_stores_the_exact_bytes_and_every_option_reaches_the_agent_version(
+    emulator: RunningEmulator, tmp_path: Path, mode: str
+) -> None:
+    arguments = {
+        "prompt": "a red fox in fresh snow",
+        "size": "1536x1024",
+        "quality": "low",
+        "output_format": "jpeg",
+        "output_compression": 70,
+        "background": "opaque",
+        "moderation": "low",
+    }
+    with anyio.fail_after(TIMEOUT):
+        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+            result = await client.call_tool("generate_image", arguments)
+    assert not result.is_error, text_of(result)
+    meta = result.structured_content
+    assert meta is not None
+    stored = Path(meta["path"]).read_bytes()
+    assert stored == emulator.state.image_bytes(meta["response_id"])
+    assert Path(meta["path"]).parent == tmp_path
+    assert (meta["width"], meta["height"], meta["mime_type"], meta["bytes"]) == (1536, 1024, "image/jpeg", len(stored))
+
+    image, link, text = parts(result)
+    assert (link.uri, link.mime_type, link.size) == (meta["uri"], "image/jpeg", len(stored))
+    assert meta["path"] in text.text and "1536x1024" in text.text
+    with Image.open(io.BytesIO(base64.b64decode(image.data))) as preview:
+        assert max(preview.size) <= 512
+    assert len(result.model_dump_json(by_alias=True)) < 1_048_576
+
+    (version,) = emulator.state.agent_versions(AGENT)
+    assert version.definition["model"] == "gpt-4.1"
+    assert version.definition["tool_choice"] == {"type": "image_generation"}
+    (tool,) = version.definition["tools"]
+    assert tool == {
+        "type": "image_generation",
+        "model": "gpt-image-1",
+        "size": "1536x1024",
+        "quality": "low",
+        "output_format": "jpeg",
+        "output_compression": 70,
+        "background": "opaque",
+        "moderation": "low",
+    }
+    (post,) = responses_posts(emulator)
+    assert post.json["agent_reference"] == {"type": "agent_reference", "name": AGENT, "version": version.version}
+    assert post.json["store"] is True
+    assert not {"tools", "temperature", "top_p", "text"} & set(post.json)
+    assert post.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-1"
+    assert post.headers["api-key"] == "test-key"
+    assert (meta["agent_name"], meta["agent_version"]) == (AGENT, version.version)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_stored_images_are_listed_and_read_back_as_exact_bytes(
+    emulator: RunningEmulator, tmp_path: Path, mode: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+            result = await client.call_tool(
+                "generate_image",
+                {"prompt": "a transparent sticker of a cat", "background": "transparent", "output_format": "webp"},
+            )
+            meta = result.structured_content
+            assert meta is not None and not result.is_error, text_of(result)
+            listed = await client.list_resources()
+            templates = await client.list_resource_templates()
+            read = await client.read_resource(meta["uri"])
+            with pytest.raises(MCPError) as missing:
+                await client.read_resource("foundry-image://images/img-20200101-000000-00000000")
+    entry = next(r for r in listed.resources if r.uri == meta["uri"])
+    assert entry.mime_type == "image/webp" and entry.size == meta["bytes"]
+    assert URI_TEMPLATE in [t.uri_template for t in templates.resource_templates]
+    (content,) = read.contents
+    assert isinstance(content, BlobResourceContents) and content.mime_type == "image/webp"
+    assert base64.b64decode(content.blob) == Path(meta["path"]).read_bytes()
+    assert missing.value.error.code == -32602
+    with Image.open(Path(meta["path"])) as image:
+        assert image.mode == "RGBA"
+
+
+BAD_ARGUMENTS: list[dict[str, Any]] = [
+    {"prompt": ""},
+    {"prompt": "   "},
+    {"prompt": "x" * 32_001},
+    {"size": "1024x1024"},
+    {"prompt": 5},
+    {"prompt": "x", "size": "999x999"},
+    {"prompt": "x", "quality": "ultra"},
+    {"prompt": "x", "output_format": "gif"},
+    {"prompt": "x", "output_format": "jpeg", "output_compression": 101},
+    {"prompt": "x", "output_format": "jpeg", "output_compression": -1},
+    {"prompt": "x", "output_compression": 50},
+    {"prompt": "x", "background": "transparent", "output_format": "jpeg"},
+    {"prompt": "x", "background": "invisible"},
+    {"prompt": "x", "partial_images": 4},
+    {"prompt": "x", "partial_images": -1},
+    {"prompt": "x", "moderation": "none"},
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_bad_arguments_are_refused_before_any_upstream_call(
+    emulator: RunningEmulator, tmp_path: Path, mode: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+            results = [await client.call_tool("generate_image", arguments) for arguments in BAD_ARGUMENTS]
+    for arguments, result in zip(BAD_ARGUMENTS, results, strict=True):
+        assert result.is_error, arguments
+        assert text_of(result).strip(), arguments
+        assert "Traceback" not in text_of(result)
+    assert [r for r in emulator.state.requests if "/agents" in r.path or "/responses" in r.path] == []
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_tool_schema_carries_enums_bounds_annotations_and_an_output_schema(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with Client(server_params(emulator.endpoint, tmp_path)) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    tool = tools["generate_image"]
+    props = tool.input_schema["properties"]
+    assert tool.input_schema["required"] == ["prompt"]
+    assert (props["prompt"]["minLength"], props["prompt"]["maxLength"]) == (1, 32_000)
+    assert props["size"]["enum"] == ["auto", "1024x1024", "1536x1024", "1024x1536"]
+    assert props["quality"]["enum"] == ["auto", "low", "medium", "high"]
+    assert props["output_format"]["enum"] == ["png", "jpeg", "webp"]
+    assert props["background"]["enum"] == ["auto", "transparent", "opaque"]
+    assert (props["partial_images"]["minimum"], props["partial_images"]["maximum"]) == (0, 3)
+    assert "ctx" not in props
+    assert tool.annotations is not None
+    assert (tool.annotations.read_only_hint, tool.annotations.destructive_hint, tool.annotations.open_world_hint) == (
+        False,
+        False,
+        True,
+    )
+    assert tool.output_schema is not None
+    assert {
+        "uri",
+        "path",
+        "mime_type",
+        "width",
+        "height",
+        "bytes",
+        "revised_prompt",
+        "response_id",
+        "agent_name",
+        "agent_version",
+    } <= set(tool.output_schema["properties"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_partial_images_arrive_as_progress_before_the_result(
+    emulator: RunningEmulator, tmp_path: Path, mode: str
+) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    with anyio.fail_after(TIMEOUT):
+        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+            result = await client.call_tool(
+                "generate_image", {"prompt": "a paper boat", "partial_images": 2}, progress_callback=on_progress
+            )
+    assert not result.is_error, text_of(result)
+    messages = [m for _, _, m in seen]
+    assert [m for m in messages if m and m.startswith("Partial image")] == [
+        "Partial image 1 of 2 received",
+        "Partial image 2 of 2 received",
+    ]
+    values = [p for p, _, _ in seen]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    (post,) = responses_posts(emulator)
+    assert post.json["stream"] is True
+    meta = result.structured_content
+    assert meta is not None and Path(meta["path"]).read_bytes() == emulator.state.image_bytes(meta["response_id"])
+
+
+async def test_a_restarted_server_reuses_agent_versions_instead_of_creating_new_ones(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    params = server_params(emulator.endpoint, tmp_path)
+    same = {"prompt": "a lighthouse", "size": "1024x1024", "quality": "low"}
+    with anyio.fail_after(TIMEOUT * 2):
+        async with Client(params) as client:
+            first = await client.call_tool("generate_image", same)
+            again = await client.call_tool("generate_image", {**same, "prompt": "another lighthouse"})
+        async with Client(params, mode="legacy") as client:
+            after_restart = await client.call_tool("generate_image", same)
+            other = await client.call_tool("generate_image", {**same, "quality": "high"})
+    results = [first, again, after_restart, other]
+    assert not any(r.is_error for r in results), [text_of(r) for r in results]
+    versions = [r.structured_content["agent_version"] for r in results if r.structured_content]
+    assert versions[0] == versions[1] == versions[2] != versions[3]
+    assert emulator.state.count("POST", f"/agents/{AGENT}/versions") == 2
+    assert len(emulator.state.agent_versions(AGENT)) == 2
+
+
+async def test_an_unknown_image_deployment_is_an_error_that_names_the_setting(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    params = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-9"})
+    with anyio.fail_after(TIMEOUT):
+        async with Client(params) as client:
+            result = await client.call_tool("generate_image", {"prompt": "a cat"})
+    assert result.is_error
+    assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in text_of(result)
+    assert result.structured_content is not None
+    assert result.structured_content["error"]["status"] in (400, 404)
+    assert list(tmp_path.iterdir()) == []
