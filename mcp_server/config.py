@@ -20,6 +20,7 @@ AGENT_VAR = "AZURE_AI_AGENT_NAME"
 API_KEY_VAR = "AZURE_AI_API_KEY"
 OUTPUT_DIR_VAR = "FOUNDRY_IMAGE_MCP_OUTPUT_DIR"
 INPUT_DIRS_VAR = "FOUNDRY_IMAGE_MCP_INPUT_DIRS"
+TRUSTED_HOSTS_VAR = "FOUNDRY_IMAGE_MCP_TRUSTED_URL_HOSTS"
 
 DEFAULT_IMAGE_DEPLOYMENT = "gpt-image-1"
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
@@ -52,6 +53,7 @@ class Settings(BaseModel):
     api_key: SecretStr | None = None
     output_dir: Path
     input_dirs: tuple[Path, ...] = ()
+    trusted_url_hosts: frozenset[str] = frozenset()
     emulator: bool = False
 
     @field_validator("endpoint")
@@ -85,6 +87,10 @@ class Settings(BaseModel):
             "api_key": env.get(API_KEY_VAR) or None,
             "output_dir": env.get(OUTPUT_DIR_VAR) or None,
             "input_dirs": tuple(Path(p) for p in (env.get(INPUT_DIRS_VAR) or "").split(os.pathsep) if p) or None,
+            "trusted_url_hosts": frozenset(
+                h.strip().lower() for h in (env.get(TRUSTED_HOSTS_VAR) or "").split(",") if h.strip()
+            )
+            or None,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         missing = [

@@ -11,13 +11,17 @@ import base64
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+
+if TYPE_CHECKING:
+    from mcp.types import CallToolResult
 
 from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, default_output_dir
 
 DEFAULT_PROMPT = "A lighthouse on a rocky coast at sunset, watercolor style"
+EDIT_PROMPT = "Make the sky a deep orange and add a flock of birds"
 
 
 def run_demo(prompt: str | None, output_dir: Path | None) -> int:
@@ -49,21 +53,39 @@ async def _demo(prompt: str, output_dir: Path, endpoint: str) -> int:
     async with Client(params) as client:
         print(f"Connected to {client.server_info.name if client.server_info else 'the server'} over stdio.")
         print(f"Calling generate_image: {prompt!r}")
-        result = await client.call_tool(
+        generated = await client.call_tool(
             "generate_image",
             {"prompt": prompt, "size": "1536x1024", "quality": "medium", "partial_images": 2},
             progress_callback=on_progress,
         )
-        if result.is_error:
-            print("generate_image failed: " + " ".join(getattr(c, "text", "") for c in result.content))
-            return 1
-        meta: dict[str, Any] = result.structured_content or {}
+        if generated.is_error or not generated.structured_content:
+            return _failed("generate_image", generated)
+        meta: dict[str, Any] = generated.structured_content
         read = await client.read_resource(meta["uri"])
         blob = base64.b64decode(getattr(read.contents[0], "blob", ""))
         same = blob == Path(meta["path"]).read_bytes()
-    print(f"Image saved:   {meta['path']}")
-    print(f"  {meta['width']}x{meta['height']} {meta['mime_type']}, {meta['bytes']:,} bytes")
+        print(f"Calling edit_image on {meta['uri']}: {EDIT_PROMPT!r}")
+        edited = await client.call_tool(
+            "edit_image",
+            {"prompt": EDIT_PROMPT, "images": [meta["uri"]], "size": "1536x1024"},
+            progress_callback=on_progress,
+        )
+        if edited.is_error or not edited.structured_content:
+            return _failed("edit_image", edited)
+        edit: dict[str, Any] = edited.structured_content
+    _describe("Generated image", meta)
     print(f"  resource {meta['uri']} read back: {'identical to the file' if same else 'DIFFERS from the file'}")
-    print(f"  metadata:    {Path(meta['path']).with_suffix('.json')}")
-    print(f"All images are in {output_dir}")
+    _describe("Edited image", edit)
+    print(f"  continued from {edit['parent']['uri']} (response {edit['parent']['response_id']})")
+    print(f"All images and their .json metadata are in {output_dir}")
     return 0 if same else 1
+
+
+def _describe(title: str, meta: dict[str, Any]) -> None:
+    print(f"{title}: {meta['path']}")
+    print(f"  {meta['width']}x{meta['height']} {meta['mime_type']}, {meta['bytes']:,} bytes")
+
+
+def _failed(tool: str, result: CallToolResult) -> int:
+    print(f"{tool} failed: " + " ".join(getattr(c, "text", "") for c in result.content))
+    return 1

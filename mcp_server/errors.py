@@ -36,6 +36,7 @@ class FoundryImageError(Exception):
         status: int | None = None,
         request_id: str | None = None,
         upstream_code: str | None = None,
+        upstream_param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -45,6 +46,7 @@ class FoundryImageError(Exception):
         self.status = status
         self.request_id = request_id
         self.upstream_code = upstream_code
+        self.upstream_param = upstream_param
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}" if self.hint else self.message

@@ -155,6 +155,8 @@ class CreateResponseRequest(WireModel):
 
     agent_reference: AgentReference | None = None
     model: str | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
     input: str | list[dict[str, Any]]
     store: bool | None = True
     background: bool | None = None

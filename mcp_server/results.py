@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 from typing import Any
 
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
@@ -32,6 +33,14 @@ class ImageResult(BaseModel):
     preview_mime_type: str = Field(description="MIME type of the inline preview")
     preview_width: int
     preview_height: int
+    kind: str = Field(default="generate", description="generate or edit")
+    inputs: list[dict[str, Any]] = Field(
+        default_factory=list[dict[str, Any]],
+        description="Edit inputs used: label, kind of reference, and how each reached the service",
+    )
+    parent: dict[str, Any] | None = Field(
+        default=None, description="The earlier image this edit continued (image_id, uri, response_id)"
+    )
 
 
 def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | None = None) -> CallToolResult:
@@ -54,12 +63,20 @@ def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | No
         preview_mime_type=preview.mime_type,
         preview_width=preview.width,
         preview_height=preview.height,
+        kind="edit" if generated.inputs else "generate",
+        inputs=[item.to_dict() for item in generated.inputs],
+        parent=asdict(generated.parent) if generated.parent else None,
     )
+    verb = "Edited" if generated.inputs else "Generated"
     lines = [
-        f"Generated a {record.width}x{record.height} {record.output_format.upper()} image ({record.bytes:,} bytes).",
+        f"{verb} a {record.width}x{record.height} {record.output_format.upper()} image ({record.bytes:,} bytes).",
         f"Saved to: {path}",
         f"Resource: {record.uri} (read it for the full-resolution original; the inline image is a preview)",
     ]
+    if generated.parent:
+        lines.append(f"Continued from {generated.parent.uri} (response {generated.parent.response_id}).")
+    if generated.inputs:
+        lines.append("Inputs: " + ", ".join(f"{i.label} ({i.kind}, sent {i.sent_as})" for i in generated.inputs))
     if record.revised_prompt:
         lines.append(f"Revised prompt: {record.revised_prompt}")
     if note:

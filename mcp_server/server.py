@@ -7,18 +7,19 @@ wires them to MCP.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx2
 from mcp.server.lowlevel.helper_types import ReadResourceContents
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ListRootsResult, ToolAnnotations
 from mcp.types import Resource as MCPResource
 from mcp.types import ResourceTemplate as MCPResourceTemplate
+from mcp_types.version import is_version_at_least
 from pydantic import AnyUrl, Field
 
 from mcp_server import __version__
@@ -27,9 +28,17 @@ from mcp_server.config import Settings
 from mcp_server.errors import FoundryImageError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.http import FoundryHttp, open_client
-from mcp_server.foundry.responses import ResponsesClient
-from mcp_server.generation import ImageGenerator, ImageOptions
-from mcp_server.protocol import MAX_PROMPT_CHARS, Background, Moderation, OutputFormat, Quality, Size
+from mcp_server.generation import ImageOptions, ImageService
+from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
+from mcp_server.protocol import (
+    MAX_PROMPT_CHARS,
+    Background,
+    InputFidelity,
+    Moderation,
+    OutputFormat,
+    Quality,
+    Size,
+)
 from mcp_server.results import ImageResult, error_result, image_result
 from mcp_server.store import URI_TEMPLATE, ImageStore, image_id_from_uri
 
@@ -37,9 +46,13 @@ logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 Generates images with Azure AI Foundry (gpt-image-1 through a Foundry agent).
-Use generate_image to create a new image from a text description. Each result has an inline
-preview, a resource_link (foundry-image://images/<id>) whose resources/read returns the
-full-resolution original, and the path where the file was saved.
+Use generate_image to create a new image from a text description, and edit_image to change
+existing images ("make the sky orange", combine references, repaint a masked area).
+Each result has an inline preview, a resource_link (foundry-image://images/<id>) whose
+resources/read returns the full-resolution original, and the path where the file was saved.
+To edit an image this server made, pass its foundry-image:// URI in `images`: the edit then
+continues the earlier conversation. Other images can be passed as a file path or file://
+URI in an allowed directory, an https URL, a data: URL or base64, or a Foundry file id.
 Describe subject, style, composition and any text to render in the prompt; choose size
 1536x1024 for landscape and 1024x1536 for portrait; background='transparent' needs png or webp.
 """
@@ -47,8 +60,26 @@ Describe subject, style, composition and any text to render in the prompt; choos
 
 @dataclass
 class AppState:
-    generator: ImageGenerator
+    service: ImageService
+    resolver: InputResolver
     http: httpx2.AsyncClient
+
+
+def client_roots(
+    ctx: Context[AppState, Any], images: list[str], mask: str | None = None
+) -> ListRoots | ListRootsResult:
+    """Ask the client for its roots only when a path needs them and the client can answer."""
+    references = [ref for ref in [*images, mask] if isinstance(ref, str)]
+    if not any(looks_like_path(ref) for ref in references):
+        return ListRootsResult(roots=[])
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return ListRootsResult(roots=[])
+    version = ctx.protocol_version
+    modern = version is not None and is_version_at_least(version, "2026-07-28")
+    if not modern and not ctx.session.can_send_request:
+        return ListRootsResult(roots=[])  # e.g. stateless HTTP: no back-channel to ask on
+    return ListRoots()
 
 
 class ImageServer(MCPServer[AppState]):
@@ -104,11 +135,17 @@ def build_server(settings: Settings) -> ImageServer:
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         auth = ApiKeyAuth(settings.api_key.get_secret_value()) if settings.api_key else EntraTokenAuth()
-        async with open_client(settings.endpoint, auth) as client:
+        async with (
+            open_client(settings.endpoint, auth) as client,
+            UrlFetcher(trusted_hosts=settings.trusted_url_hosts) as fetcher,
+        ):
             http = FoundryHttp(client, image_deployment=settings.image_deployment)
             registry = AgentRegistry(http, settings.agent_name, settings.model_deployment)
-            generator = ImageGenerator(registry, ResponsesClient(http), store, settings.image_deployment)
-            yield AppState(generator=generator, http=client)
+            service = ImageService(http, registry, store, model_deployment=settings.model_deployment)
+            resolver = InputResolver(
+                store=store, allowed_dirs=[settings.output_dir, *settings.input_dirs], fetcher=fetcher
+            )
+            yield AppState(service=service, resolver=resolver, http=client)
 
     server = ImageServer(
         store,
@@ -169,15 +206,105 @@ def build_server(settings: Settings) -> ImageServer:
             partial_images=partial_images,
         )
 
-        async def progress(value: float, total: float | None, message: str) -> None:
-            await ctx.report_progress(value, total, message)
-
         state = ctx.request_context.lifespan_context
         try:
-            generated = await state.generator.generate(prompt, options, progress)
+            generated = await state.service.generate(prompt, options, _progress(ctx))
         except FoundryImageError as exc:
             logger.info("generate_image failed: %s", exc.code)
             return error_result(exc)
         return image_result(generated, server.store, note=note)
 
+    @server.tool(
+        title="Edit image",
+        annotations=ToolAnnotations(
+            title="Edit image",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
+        ),
+    )
+    async def edit_image(
+        prompt: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_PROMPT_CHARS,
+                description="The change to make, e.g. 'make the sky a sunset orange' or 'put the cat from image 2 "
+                "on the sofa in image 1'.",
+            ),
+        ],
+        images: Annotated[
+            list[str],
+            Field(
+                min_length=1,
+                max_length=MAX_IMAGES,
+                description="1-16 images, the one to edit first. Each is a foundry-image://images/<id> URI from "
+                "this server (continues that image's conversation), a file path or file:// URI in an allowed "
+                "directory, an https URL, a data:image/...;base64 URL or bare base64, or a Foundry file id.",
+            ),
+        ],
+        mask: Annotated[
+            str | None,
+            Field(
+                description="Optional PNG with an alpha channel, the size of the first image; fully transparent "
+                "pixels mark the area to repaint. Same reference forms as images."
+            ),
+        ] = None,
+        input_fidelity: Annotated[
+            InputFidelity | None,
+            Field(description="high keeps faces, logos and details of the inputs more faithfully (slower)."),
+        ] = None,
+        size: Annotated[Size, Field(description="Width x height; auto follows the input.")] = "auto",
+        quality: Annotated[Quality, Field(description="Rendering quality; low is fastest.")] = "auto",
+        output_format: Annotated[OutputFormat, Field(description="File format of the result.")] = "png",
+        output_compression: Annotated[
+            int | None, Field(ge=0, le=100, description="0-100 compression, only for jpeg and webp.")
+        ] = None,
+        background: Annotated[Background, Field(description="transparent needs output_format png or webp.")] = "auto",
+        moderation: Annotated[Moderation, Field(description="Content moderation strictness.")] = "auto",
+        partial_images: Annotated[
+            int, Field(ge=0, le=3, description="Stream this many partial images as progress (0-3).")
+        ] = 0,
+        *,
+        roots: Annotated[ListRootsResult, Resolve(client_roots)],
+        ctx: Context[AppState, Any],
+    ) -> Annotated[CallToolResult, ImageResult]:
+        """Edit or combine images with gpt-image-1 on Azure AI Foundry, optionally inside a mask.
+
+        Returns the edited image like generate_image does, plus the inputs used and the parent
+        image when the first input was an image from this server.
+        """
+        options = ImageOptions(
+            size=size,
+            quality=quality,
+            output_format=output_format,
+            output_compression=output_compression,
+            background=background,
+            moderation=moderation,
+            partial_images=partial_images,
+            input_fidelity=input_fidelity,
+        )
+        state = ctx.request_context.lifespan_context
+        try:
+            resolved, resolved_mask = await state.resolver.resolve_all(images, mask, roots_to_dirs(roots))
+            generated = await state.service.edit(prompt, resolved, resolved_mask, options, _progress(ctx))
+        except FoundryImageError as exc:
+            logger.info("edit_image failed: %s", exc.code)
+            return error_result(exc)
+        return image_result(generated, server.store, note=note)
+
     return server
+
+
+def _progress(ctx: Context[AppState, Any]) -> Callable[[float, float | None, str], Awaitable[None]]:
+    """Progress for this call; a retry inside the service never makes the reported value go back."""
+    last = -1.0
+
+    async def progress(value: float, total: float | None, message: str) -> None:
+        nonlocal last
+        if value > last:
+            last = value
+            await ctx.report_progress(value, total, message)
+
+    return progress

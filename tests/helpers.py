@@ -119,3 +119,56 @@ def token_endpoint(token: str = "token-from-managed-identity", status: int = 200
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class StaticServer:
+    """A loopback HTTP server answering fixed routes: path -> (status, headers, body)."""
+
+    base_url: str
+    routes: dict[str, tuple[int, dict[str, str], bytes]]
+    hits: list[str] = field(default_factory=list[str])
+
+
+@contextmanager
+def static_server(routes: dict[str, tuple[int, dict[str, str], bytes]]) -> Iterator[StaticServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    static = StaticServer(base_url=f"http://127.0.0.1:{server.server_address[1]}", routes=routes)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            static.hits.append(self.path)
+            status, headers, body = static.routes.get(self.path, (404, {}, b"not found"))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server.RequestHandlerClass = Handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield static
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def encode_image(image: Any, fmt: str = "PNG") -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def data_url_bytes(url: str) -> bytes:
+    header, _, payload = url.partition(",")
+    assert header.startswith("data:image/") and header.endswith(";base64"), header
+    return base64.b64decode(payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,12 @@ def test_demo_generates_a_real_image_with_no_azure_settings(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stdout + done.stderr
     images = sorted(out.glob("img-*.png"))
-    assert len(images) == 1 and images[0].with_suffix(".json").is_file()
-    assert str(images[0]) in done.stdout
+    assert len(images) == 2 and all(image.with_suffix(".json").is_file() for image in images)
+    assert all(str(image) in done.stdout for image in images)
     assert "identical to the file" in done.stdout
+    edited = [json.loads(image.with_suffix(".json").read_text()) for image in images]
+    assert sorted(meta["kind"] for meta in edited) == ["edit", "generate"]
+    assert "continued from foundry-image://images/" in done.stdout
     assert "Traceback" not in done.stderr
 
 

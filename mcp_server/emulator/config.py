@@ -26,3 +26,8 @@ class EmulatorConfig:
     model_deployments: frozenset[str] = DEFAULT_MODEL_DEPLOYMENTS
     accepted_tokens: frozenset[str] | None = None
     accepted_api_keys: frozenset[str] | None = None
+    image_tool_placeholders: bool = True
+    """Whether `{{name}}` structured-input placeholders may appear in `image_generation` tool fields.
+
+    Unverified on the real service (foundry-protocol.md §10.7); turning it off lets tests
+    exercise the client's fallback to direct `model` + `tools` calls for masks."""

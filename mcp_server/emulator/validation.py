@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -113,6 +114,11 @@ def validate_tools(tools: object, config: EmulatorConfig, param: str, *, allow_p
 
 
 def validate_image_tool(tool: dict[str, Any], config: EmulatorConfig, where: str, *, allow_placeholders: bool) -> None:
+    if allow_placeholders and not config.image_tool_placeholders and "{{" in json.dumps(tool):
+        raise invalid_payload(
+            "structured_inputs placeholders are not supported in image_generation tool fields.", where
+        )
+
     def skip(value: object) -> bool:
         if has_placeholder(value):
             if allow_placeholders:

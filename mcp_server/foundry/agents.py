@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import anyio
 
@@ -46,12 +46,15 @@ class AgentVersionRef:
     config_hash: str
 
 
-def definition_for(model_deployment: str, tool: ImageGenerationTool) -> PromptAgentDefinition:
+def definition_for(
+    model_deployment: str, tool: ImageGenerationTool, structured_inputs: dict[str, Any] | None = None
+) -> PromptAgentDefinition:
     return PromptAgentDefinition(
         model=model_deployment,
         instructions=INSTRUCTIONS,
         tools=[tool.to_wire()],
         tool_choice={"type": "image_generation"},
+        structured_inputs=structured_inputs,
     )
 
 
@@ -82,9 +85,14 @@ class AgentRegistry:
     def _versions_path(self) -> str:
         return f"agents/{self.agent_name}/versions"
 
-    async def version_for(self, tool: ImageGenerationTool) -> AgentVersionRef:
-        """The agent version whose single tool is `tool`, creating it on first use."""
-        definition = definition_for(self._model_deployment, tool)
+    async def version_for(
+        self, tool: ImageGenerationTool, structured_inputs: dict[str, Any] | None = None
+    ) -> AgentVersionRef:
+        """The agent version whose single tool is `tool`, creating it on first use.
+
+        `structured_inputs` declares the `{{placeholders}}` used in the tool's fields.
+        """
+        definition = definition_for(self._model_deployment, tool, structured_inputs)
         digest = config_hash(definition)
         known = self._by_hash.get(digest)
         if known is not None:

@@ -142,7 +142,12 @@ def error_from_response(response: httpx2.Response, what: str) -> FoundryImageErr
     upstream_code = detail.code if detail else None
     upstream_message = (detail.message if detail else "") or response.reason_phrase or "no message"
     rid = request_id_of(response, detail)
-    common: dict[str, Any] = {"status": status, "request_id": rid, "upstream_code": upstream_code}
+    common: dict[str, Any] = {
+        "status": status,
+        "request_id": rid,
+        "upstream_code": upstream_code,
+        "upstream_param": detail.param if detail else None,
+    }
     said = (
         f"Foundry refused to {what} (HTTP {status}{', ' + upstream_code if upstream_code else ''}): {upstream_message}"
     )
