@@ -21,6 +21,9 @@ API_KEY_VAR = "AZURE_AI_API_KEY"
 OUTPUT_DIR_VAR = "FOUNDRY_IMAGE_MCP_OUTPUT_DIR"
 INPUT_DIRS_VAR = "FOUNDRY_IMAGE_MCP_INPUT_DIRS"
 TRUSTED_HOSTS_VAR = "FOUNDRY_IMAGE_MCP_TRUSTED_URL_HOSTS"
+POLL_INTERVAL_VAR = "FOUNDRY_IMAGE_MCP_POLL_INTERVAL"
+TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_TIMEOUT"
+HEARTBEAT_VAR = "FOUNDRY_IMAGE_MCP_HEARTBEAT"
 
 DEFAULT_IMAGE_DEPLOYMENT = "gpt-image-1"
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
@@ -54,6 +57,9 @@ class Settings(BaseModel):
     output_dir: Path
     input_dirs: tuple[Path, ...] = ()
     trusted_url_hosts: frozenset[str] = frozenset()
+    poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between background polls")
+    timeout: float = Field(default=600.0, gt=0, description="overall seconds allowed for one generation")
+    heartbeat: float = Field(default=5.0, gt=0, le=10, description="max seconds between progress notifications")
     emulator: bool = False
 
     @field_validator("endpoint")
@@ -91,6 +97,9 @@ class Settings(BaseModel):
                 h.strip().lower() for h in (env.get(TRUSTED_HOSTS_VAR) or "").split(",") if h.strip()
             )
             or None,
+            "poll_interval": env.get(POLL_INTERVAL_VAR) or None,
+            "timeout": env.get(TIMEOUT_VAR) or None,
+            "heartbeat": env.get(HEARTBEAT_VAR) or None,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         missing = [

@@ -15,20 +15,31 @@ server switches (once, for the life of the process) to a direct Responses call w
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
+import anyio
 import anyio.to_thread
 
+from mcp_server.background import BackgroundJobs
 from mcp_server.edit_inputs import InputUsage, image_parts, usage
-from mcp_server.errors import InvalidInputError, NotFoundError, ServiceRefusedError
+from mcp_server.errors import (
+    FoundryImageError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceRefusedError,
+    ServiceUnreachableError,
+)
 from mcp_server.foundry.agents import INSTRUCTIONS, AgentRegistry, AgentVersionRef
 from mcp_server.foundry.files import upload_file
 from mcp_server.foundry.http import FoundryHttp
 from mcp_server.foundry.responses import ImageResult, ResponsesClient, extract_image
+from mcp_server.foundry.runs import ResponseRunner, RunHooks, RunSettings
 from mcp_server.inputs import ResolvedImage
+from mcp_server.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
 from mcp_server.preview import Preview, inspect_image, make_preview
 from mcp_server.protocol import (
     MAX_PROMPT_CHARS,
@@ -40,12 +51,15 @@ from mcp_server.protocol import (
     InputText,
     PartialImageEvent,
     Response,
+    is_image_call,
 )
 from mcp_server.store import ImageRecord, ImageStore
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
+CancelCheck = Callable[[], bool]
+PROGRESS_TOTAL: Final = 100.0
 MASK_INPUT: Final = "mask_file_id"
 MASK_INPUT_DECLARATION: Final = {
     MASK_INPUT: {"description": "File id of the uploaded edit mask (PNG with alpha).", "required": True}
@@ -54,6 +68,26 @@ MASK_INPUT_DECLARATION: Final = {
 
 async def _no_progress(progress: float, total: float | None, message: str) -> None:
     return None
+
+
+def _always() -> bool:
+    return True
+
+
+class _Progress:
+    """Progress in percent that only moves forward; heartbeats creep by a hundredth."""
+
+    def __init__(self, sink: ProgressCallback) -> None:
+        self._sink = sink
+        self._last = -1.0
+
+    async def at(self, value: float, message: str) -> None:
+        if value > self._last:
+            self._last = value
+            await self._sink(value, PROGRESS_TOTAL, message)
+
+    async def tick(self, message: str) -> None:
+        await self.at(max(self._last, 0.0) + 0.01, message)
 
 
 @dataclass(frozen=True)
@@ -124,29 +158,60 @@ class _Call:
 
     prompt: str
     options: ImageOptions
+    progress: _Progress
+    client_cancelled: CancelCheck = _always
     parts: tuple[dict[str, Any], ...] = ()
     edit: bool = False
     mask_file_id: str | None = None
     previous_response_id: str | None = None
+    inputs: tuple[InputUsage, ...] = ()
+    parent: Parent | None = None
+
+    def provenance(self, ref: AgentVersionRef) -> dict[str, Any]:
+        """What the stored image's metadata records about how it was made (also kept while in flight)."""
+        return {
+            "kind": "edit" if self.edit else "generate",
+            "prompt": self.prompt,
+            "options": asdict(self.options),
+            "agent_name": ref.name or None,
+            "agent_version": ref.version or None,
+            "inputs": [item.to_dict() for item in self.inputs],
+            "parent": asdict(self.parent) if self.parent else None,
+        }
 
 
 class ImageService:
-    def __init__(self, http: FoundryHttp, registry: AgentRegistry, store: ImageStore, *, model_deployment: str) -> None:
+    def __init__(
+        self,
+        http: FoundryHttp,
+        registry: AgentRegistry,
+        store: ImageStore,
+        *,
+        model_deployment: str,
+        jobs: BackgroundJobs,
+        run_settings: RunSettings | None = None,
+        partials: PartialPreviews | None = None,
+    ) -> None:
         self._http = http
         self._registry = registry
-        self._responses = ResponsesClient(http)
+        self._runner = ResponseRunner(ResponsesClient(http), run_settings)
         self._store = store
+        self._jobs = jobs
+        self.partials = partials or PartialPreviews()
         self._image_deployment = http.image_deployment
         self._model_deployment = model_deployment
         self._masks_via_agent = True
 
     async def generate(
-        self, prompt: str, options: ImageOptions, progress: ProgressCallback = _no_progress
+        self,
+        prompt: str,
+        options: ImageOptions,
+        progress: ProgressCallback = _no_progress,
+        client_cancelled: CancelCheck = _always,
     ) -> GeneratedImage:
         self._check(prompt, options)
-        total = float(options.partial_images + 3)
-        response, ref = await self._run(_Call(prompt, options), progress, total)
-        return await self._finish(response, ref, _Call(prompt, options), progress, total, (), None)
+        call = _Call(prompt, options, _Progress(progress), client_cancelled)
+        return await self._finish(*await self._run(call), call)
 
     async def edit(
         self,
@@ -155,31 +220,48 @@ class ImageService:
         mask: ResolvedImage | None,
         options: ImageOptions,
         progress: ProgressCallback = _no_progress,
+        client_cancelled: CancelCheck = _always,
     ) -> GeneratedImage:
         self._check(prompt, options)
-        total = float(options.partial_images + 3)
+        tracker = _Progress(progress)
+        await tracker.at(0, "Preparing the inputs")
         parent = self._parent_of(images[0])
         mask_usage: list[InputUsage] = []
         mask_id: str | None = None
         if mask is not None:
             mask_id = mask.file_id or await self._upload(mask)
             mask_usage.append(usage(mask, "file_id" if mask.file_id else "uploaded", mask_id))
-        sent_images = images[1:] if parent else images
-        parts, used = await image_parts(sent_images, self._upload)
-        call = _Call(prompt, options, tuple(parts), True, mask_id, parent.response_id if parent else None)
+        parts, used = await image_parts(images[1:] if parent else images, self._upload)
         if parent:
             used.insert(0, usage(images[0], "previous_response"))
+        call = _Call(
+            prompt,
+            options,
+            tracker,
+            client_cancelled,
+            tuple(parts),
+            True,
+            mask_id,
+            parent.response_id if parent else None,
+            (*used, *mask_usage),
+            parent,
+        )
         try:
-            response, ref = await self._run(call, progress, total)
+            return await self._finish(*await self._run(call), call)
         except NotFoundError as exc:
             if parent is None or not _is_previous_response_error(exc):
                 raise
-            # The service no longer has the earlier turn (30-day retention, or deleted): send the bytes.
-            logger.info("Response %s is gone; sending the parent image's bytes instead", parent.response_id)
-            parts, used = await image_parts(images, self._upload)
-            call = replace(call, parts=tuple(parts), previous_response_id=None)
-            response, ref = await self._run(call, progress, total)
-        return await self._finish(response, ref, call, progress, total, (*used, *mask_usage), parent)
+        # The service no longer has the earlier turn (30-day retention, or deleted): send the bytes.
+        logger.info("Response %s is gone; sending the parent image's bytes instead", parent.response_id)
+        parts, used = await image_parts(images, self._upload)
+        call = replace(call, parts=tuple(parts), previous_response_id=None, inputs=(*used, *mask_usage))
+        return await self._finish(*await self._run(call), call)
+
+    async def resume_pending(self) -> None:
+        """Finish, in the background, the generations a previous run of the server left in flight."""
+        for record in await anyio.to_thread.run_sync(self._store.pending):
+            logger.info("Resuming generation %s left in flight", record["response_id"])
+            self._jobs.start(self._recover, record)
 
     def _check(self, prompt: str, options: ImageOptions) -> None:
         if not prompt.strip():
@@ -201,17 +283,15 @@ class ImageService:
         extension = {"jpeg": "jpg"}.get(image.output_format, image.output_format)
         return await upload_file(self._http, image.data, f"{image.label}.{extension}", image.mime_type or "")
 
-    async def _run(self, call: _Call, progress: ProgressCallback, total: float) -> tuple[Response, AgentVersionRef]:
-        await progress(0, total, "Preparing the image agent")
+    async def _run(self, call: _Call) -> tuple[Response, AgentVersionRef]:
+        await call.progress.at(0, "Preparing the image agent")
         if call.mask_file_id and not self._masks_via_agent:
-            await progress(1, total, "Generating the image")
-            return await self._send(self._direct_request(call), call, progress, total), _DIRECT
+            return await self._send(self._direct_request(call), call, _DIRECT), _DIRECT
         for attempt in (1, 2):
             ref: AgentVersionRef | None = None
             try:
                 ref = await self._version_for(call)
-                await progress(1, total, "Generating the image")
-                return await self._send(self._agent_request(call, ref), call, progress, total), ref
+                return await self._send(self._agent_request(call, ref), call, ref), ref
             except NotFoundError as exc:
                 gone = ref is not None and exc.code != "deployment_not_found" and not _is_previous_response_error(exc)
                 if attempt == 2 or ref is None or not gone:
@@ -223,7 +303,7 @@ class ImageService:
                     raise
                 logger.warning("Foundry refused a mask placeholder in the agent; sending masked edits directly.")
                 self._masks_via_agent = False
-                return await self._send(self._direct_request(call), call, progress, total), _DIRECT
+                return await self._send(self._direct_request(call), call, _DIRECT), _DIRECT
         raise AssertionError("unreachable")
 
     async def _version_for(self, call: _Call) -> AgentVersionRef:
@@ -258,60 +338,88 @@ class ImageService:
             previous_response_id=call.previous_response_id,
         )
 
-    async def _send(
-        self, request: CreateResponseRequest, call: _Call, progress: ProgressCallback, total: float
-    ) -> Response:
-        async def on_partial(event: PartialImageEvent) -> None:
+    async def _send(self, request: CreateResponseRequest, call: _Call, ref: AgentVersionRef) -> Response:
+        """Run one response to its end; what happens when the caller goes away is decided here."""
+        response_id = ""
+        partials = call.options.partial_images
+
+        async def started(rid: str) -> None:
+            nonlocal response_id
+            response_id = rid
+            await anyio.to_thread.run_sync(self._store.save_pending, rid, call.provenance(ref))
+            await call.progress.at(5, "Generating the image")
+
+        async def partial(event: PartialImageEvent) -> None:
             number = event.partial_image_index + 1
-            await progress(1 + number, total, f"Partial image {number} of {call.options.partial_images} received")
+            uri = await self._keep_partial(event, response_id)
+            await call.progress.at(5 + 85 * number / (partials + 1), f"Partial image {number} of {partials}: {uri}")
 
-        if call.options.partial_images:
-            return await self._responses.create_streamed(request, on_partial)
-        return await self._responses.create(request)
+        hooks = RunHooks(on_started=started, on_partial=partial, on_heartbeat=call.progress.tick)
+        try:
+            return await self._runner.run(request, hooks=hooks)
+        except anyio.get_cancelled_exc_class():
+            if response_id:
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(response_id, cancel=call.client_cancelled(), provenance=call.provenance(ref))
+            raise
+        except ServiceUnreachableError as exc:
+            if response_id:
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(response_id, cancel=exc.code == "timeout", provenance=call.provenance(ref))
+            raise
+        except FoundryImageError:
+            if response_id:
+                self._store.drop_pending(response_id)
+            raise
 
-    async def _finish(
-        self,
-        response: Response,
-        ref: AgentVersionRef,
-        call: _Call,
-        progress: ProgressCallback,
-        total: float,
-        inputs: tuple[InputUsage, ...],
-        parent: Parent | None,
-    ) -> GeneratedImage:
+    async def _abandon(self, response_id: str, *, cancel: bool, provenance: dict[str, Any]) -> None:
+        """The caller stopped waiting: cancel upstream if it asked to, else finish in the background."""
+        if cancel:
+            await self._runner.cancel(response_id)
+            self._store.drop_pending(response_id)
+        else:
+            logger.info("The caller left; finishing %s in the background", response_id)
+            self._jobs.start(self._recover, {"response_id": response_id, **provenance})
+
+    async def _keep_partial(self, event: PartialImageEvent, response_id: str) -> str:
+        data = base64.b64decode(event.partial_image_b64)
+        preview = await anyio.to_thread.run_sync(make_preview, data, PARTIAL_PREVIEW_SIDE)
+        return self.partials.put(response_id or event.item_id, event.partial_image_index, preview)
+
+    async def _recover(self, record: dict[str, Any]) -> None:
+        response_id = str(record["response_id"])
+        with anyio.fail_after(self._runner.settings.timeout):
+            response = await self._runner.wait(response_id)
+        if not any(is_image_call(item) and item.get("result") for item in response.output):
+            logger.info("Generation %s ended %s without an image", response_id, response.status)
+            self._store.drop_pending(response_id)
+            return
         image = extract_image(response)
-        await progress(total - 1, total, "Saving the image")
-        record, preview = await anyio.to_thread.run_sync(self._save, image, call, ref, inputs, parent)
-        await progress(total, total, f"Saved {record.file_name}")
-        return GeneratedImage(record=record, preview=preview, inputs=inputs, parent=parent)
+        metadata = {key: record.get(key) for key in _PROVENANCE_KEYS}
+        stored, _ = await anyio.to_thread.run_sync(self._save, image, metadata)
+        logger.info("Stored %s from generation %s after its caller left", stored.file_name, response_id)
 
-    def _save(
-        self,
-        image: ImageResult,
-        call: _Call,
-        ref: AgentVersionRef,
-        inputs: tuple[InputUsage, ...],
-        parent: Parent | None,
-    ) -> tuple[ImageRecord, Preview]:
+    async def _finish(self, response: Response, ref: AgentVersionRef, call: _Call) -> GeneratedImage:
+        image = extract_image(response)
+        await call.progress.at(95, "Saving the image")
+        record, preview = await anyio.to_thread.run_sync(self._save, image, call.provenance(ref))
+        await call.progress.at(100, f"Saved {record.file_name}")
+        return GeneratedImage(record=record, preview=preview, inputs=call.inputs, parent=call.parent)
+
+    def _save(self, image: ImageResult, provenance: dict[str, Any]) -> tuple[ImageRecord, Preview]:
         info = inspect_image(image.data)
         record = self._store.save(
             image.data,
             output_format=info.output_format,
             width=info.width,
             height=info.height,
-            metadata={
-                "kind": "edit" if call.edit else "generate",
-                "prompt": call.prompt,
-                "revised_prompt": image.call.revised_prompt,
-                "options": asdict(call.options),
-                "response_id": image.response_id,
-                "agent_name": ref.name or None,
-                "agent_version": ref.version or None,
-                "inputs": [item.to_dict() for item in inputs],
-                "parent": asdict(parent) if parent else None,
-            },
+            metadata={**provenance, "revised_prompt": image.call.revised_prompt, "response_id": image.response_id},
         )
+        self._store.drop_pending(image.response_id)
         return record, make_preview(image.data)
+
+
+_PROVENANCE_KEYS: Final = ("kind", "prompt", "options", "agent_name", "agent_version", "inputs", "parent")
 
 
 _DIRECT: Final = AgentVersionRef(name="", version="", config_hash="")

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 import httpx2
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
@@ -24,12 +25,15 @@ from pydantic import AnyUrl, Field
 
 from mcp_server import __version__
 from mcp_server.auth import ApiKeyAuth, EntraTokenAuth
+from mcp_server.background import BackgroundJobs
 from mcp_server.config import Settings
 from mcp_server.errors import FoundryImageError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.http import FoundryHttp, open_client
+from mcp_server.foundry.runs import RunSettings
 from mcp_server.generation import ImageOptions, ImageService
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
+from mcp_server.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.protocol import (
     MAX_PROMPT_CHARS,
     Background,
@@ -43,6 +47,7 @@ from mcp_server.results import ImageResult, error_result, image_result
 from mcp_server.store import URI_TEMPLATE, ImageStore, image_id_from_uri
 
 logger = logging.getLogger(__name__)
+SHUTDOWN_GRACE_SECONDS = 30.0
 
 INSTRUCTIONS = """\
 Generates images with Azure AI Foundry (gpt-image-1 through a Foundry agent).
@@ -88,9 +93,10 @@ class ImageServer(MCPServer[AppState]):
     def __init__(self, store: ImageStore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.store = store
+        self.partials = PartialPreviews()
 
     async def list_resources(self) -> list[MCPResource]:
-        records = self.store.list()
+        records = self.store.records()
         return [
             *await super().list_resources(),
             *(
@@ -115,11 +121,23 @@ class ImageServer(MCPServer[AppState]):
                 title="Stored image",
                 description="An image generated or edited by this server; reading it returns the exact stored bytes.",
             ),
+            MCPResourceTemplate(
+                uri_template=PARTIAL_TEMPLATE,
+                name="partial-image",
+                title="Partial image preview",
+                description="A small preview of a partial image streamed while an image is generated (kept in memory).",
+                mime_type="image/jpeg",
+            ),
         ]
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        if str(uri).startswith(PARTIAL_PREFIX):
+            preview = self.partials.get(str(uri))
+            if preview is None:
+                raise ResourceNotFoundError(f"No partial image with URI {uri} (they are kept only briefly)")
+            return [ReadResourceContents(content=preview.data, mime_type=preview.mime_type)]
         image_id = image_id_from_uri(str(uri))
         if image_id is None:
             return await super().read_resource(uri, context)
@@ -138,14 +156,35 @@ def build_server(settings: Settings) -> ImageServer:
         async with (
             open_client(settings.endpoint, auth) as client,
             UrlFetcher(trusted_hosts=settings.trusted_url_hosts) as fetcher,
+            anyio.create_task_group() as background,
         ):
+            jobs = BackgroundJobs(background)
             http = FoundryHttp(client, image_deployment=settings.image_deployment)
             registry = AgentRegistry(http, settings.agent_name, settings.model_deployment)
-            service = ImageService(http, registry, store, model_deployment=settings.model_deployment)
+            service = ImageService(
+                http,
+                registry,
+                store,
+                model_deployment=settings.model_deployment,
+                jobs=jobs,
+                run_settings=RunSettings(
+                    poll_interval=settings.poll_interval, timeout=settings.timeout, heartbeat=settings.heartbeat
+                ),
+                partials=server.partials,
+            )
             resolver = InputResolver(
                 store=store, allowed_dirs=[settings.output_dir, *settings.input_dirs], fetcher=fetcher
             )
-            yield AppState(service=service, resolver=resolver, http=client)
+            await service.resume_pending()
+            try:
+                yield AppState(service=service, resolver=resolver, http=client)
+            finally:
+                # Generations whose caller left get a grace period to land before the process exits;
+                # whatever is still running stays recorded and is resumed at the next start.
+                with anyio.CancelScope(shield=True):
+                    if not await jobs.drain(SHUTDOWN_GRACE_SECONDS):
+                        logger.warning("Leaving unfinished generations to be resumed at the next start")
+                background.cancel_scope.cancel()
 
     server = ImageServer(
         store,
@@ -208,7 +247,7 @@ def build_server(settings: Settings) -> ImageServer:
 
         state = ctx.request_context.lifespan_context
         try:
-            generated = await state.service.generate(prompt, options, _progress(ctx))
+            generated = await state.service.generate(prompt, options, _progress(ctx), _cancel_check(ctx))
         except FoundryImageError as exc:
             logger.info("generate_image failed: %s", exc.code)
             return error_result(exc)
@@ -288,7 +327,9 @@ def build_server(settings: Settings) -> ImageServer:
         state = ctx.request_context.lifespan_context
         try:
             resolved, resolved_mask = await state.resolver.resolve_all(images, mask, roots_to_dirs(roots))
-            generated = await state.service.edit(prompt, resolved, resolved_mask, options, _progress(ctx))
+            generated = await state.service.edit(
+                prompt, resolved, resolved_mask, options, _progress(ctx), _cancel_check(ctx)
+            )
         except FoundryImageError as exc:
             logger.info("edit_image failed: %s", exc.code)
             return error_result(exc)
@@ -298,13 +339,31 @@ def build_server(settings: Settings) -> ImageServer:
 
 
 def _progress(ctx: Context[AppState, Any]) -> Callable[[float, float | None, str], Awaitable[None]]:
-    """Progress for this call; a retry inside the service never makes the reported value go back."""
-    last = -1.0
-
     async def progress(value: float, total: float | None, message: str) -> None:
-        nonlocal last
-        if value > last:
-            last = value
-            await ctx.report_progress(value, total, message)
+        await ctx.report_progress(value, total, message)
 
     return progress
+
+
+def _cancel_check(ctx: Context[AppState, Any]) -> Callable[[], bool]:
+    """Tells, once the call is cancelled, whether the client asked for it or the server is going away.
+
+    A client's `notifications/cancelled`, or on 2026-07-28 HTTP the closing of the response
+    stream, means "stop": the upstream generation is cancelled too. A cancellation without
+    either (the stdio client exited, the server is shutting down) leaves the generation running
+    so its image is still stored. The SDK keeps the cancel flag on the request's dispatch
+    context, which `Context` does not expose; without it, every cancellation counts as a request.
+    """
+
+    def client_cancelled() -> bool:
+        request = ctx.request_context
+        outbound = getattr(request.session, "_request_outbound", None)
+        flag = getattr(outbound, "cancel_requested", None)
+        if not isinstance(flag, anyio.Event):
+            return True
+        if flag.is_set():
+            return True
+        version = request.protocol_version
+        return request.request is not None and is_version_at_least(version, "2026-07-28")
+
+    return client_cancelled

@@ -24,6 +24,8 @@ URI_SCHEME: Final = "foundry-image"
 URI_PREFIX: Final = f"{URI_SCHEME}://images/"
 URI_TEMPLATE: Final = URI_PREFIX + "{image_id}"
 IMAGE_ID_PATTERN: Final = re.compile(r"^img-\d{8}-\d{6}-[0-9a-f]{8}$")
+RESPONSE_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+PENDING_DIR: Final = ".pending"
 EXTENSIONS: Final = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
@@ -114,7 +116,7 @@ class ImageStore:
     def read_bytes(self, record: ImageRecord) -> bytes:
         return self.path_of(record).read_bytes()
 
-    def list(self) -> list[ImageRecord]:
+    def records(self) -> list[ImageRecord]:
         """Every complete image, newest first."""
         if not self.root.is_dir():
             return []
@@ -132,3 +134,32 @@ class ImageStore:
         if not self.path_of(record).is_file():
             return None
         return record
+
+    # In-flight generations: recorded before waiting on them, so that an image finished after
+    # the client left, or across a restart, is still fetched and stored.
+
+    def save_pending(self, response_id: str, record: dict[str, Any]) -> None:
+        if not RESPONSE_ID_PATTERN.match(response_id):
+            raise ValueError(f"unexpected response id {response_id!r}")
+        folder = self.root / PENDING_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        body = {"response_id": response_id, "recorded_at": datetime.now(UTC).isoformat(), **record}
+        write_atomic(folder / f"{response_id}.json", json.dumps(body, indent=2).encode())
+
+    def drop_pending(self, response_id: str) -> None:
+        if RESPONSE_ID_PATTERN.match(response_id):
+            (self.root / PENDING_DIR / f"{response_id}.json").unlink(missing_ok=True)
+
+    def pending(self) -> list[dict[str, Any]]:
+        folder = self.root / PENDING_DIR
+        if not folder.is_dir():
+            return []
+        records: list[dict[str, Any]] = []
+        for path in sorted(folder.glob("*.json")):
+            try:
+                record = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and RESPONSE_ID_PATTERN.match(str(record.get("response_id", ""))):
+                records.append(record)
+        return records

@@ -194,12 +194,21 @@ async def test_partial_images_arrive_as_progress_before_the_result(
             result = await client.call_tool(
                 "generate_image", {"prompt": "a paper boat", "partial_images": 2}, progress_callback=on_progress
             )
+            previews = {
+                m.split(": ", 1)[1]: await client.read_resource(m.split(": ", 1)[1])
+                for _, _, m in seen
+                if m and m.startswith("Partial image")
+            }
     assert not result.is_error, text_of(result)
-    messages = [m for _, _, m in seen]
-    assert [m for m in messages if m and m.startswith("Partial image")] == [
-        "Partial image 1 of 2 received",
-        "Partial image 2 of 2 received",
-    ]
+    partials = [m for _, _, m in seen if m and m.startswith("Partial image")]
+    assert [m.split(":")[0] for m in partials] == ["Partial image 1 of 2", "Partial image 2 of 2"]
+    for message in partials:
+        uri = message.split(": ", 1)[1]
+        assert uri.startswith("foundry-image://partials/")
+        (content,) = previews[uri].contents
+        assert isinstance(content, BlobResourceContents) and content.mime_type == "image/jpeg"
+        with Image.open(io.BytesIO(base64.b64decode(content.blob))) as preview:
+            assert max(preview.size) <= 256
     values = [p for p, _, _ in seen]
     assert values == sorted(values) and len(set(values)) == len(values)
     (post,) = responses_posts(emulator)

@@ -30,7 +30,7 @@ def test_saved_images_keep_their_exact_bytes_and_metadata(tmp_path: Path) -> Non
 def test_a_new_store_on_the_same_directory_lists_earlier_images_newest_first(tmp_path: Path) -> None:
     first = ImageStore(tmp_path).save(png(), output_format="png", width=8, height=8, metadata={})
     second = ImageStore(tmp_path).save(png((4, 4)), output_format="jpeg", width=4, height=4, metadata={})
-    listed = ImageStore(tmp_path).list()
+    listed = ImageStore(tmp_path).records()
     assert {r.image_id for r in listed} == {first.image_id, second.image_id}
     assert listed == sorted(listed, key=lambda r: r.image_id, reverse=True)
     assert ImageStore(tmp_path).get(second.image_id) == second
@@ -44,7 +44,7 @@ def test_images_without_metadata_or_with_tampered_metadata_are_not_listed(tmp_pa
     meta_path = tmp_path / f"{record.image_id}.json"
     tampered = json.loads(meta_path.read_text()) | {"file_name": "../../etc/passwd"}
     meta_path.write_text(json.dumps(tampered))
-    assert store.list() == []
+    assert store.records() == []
     assert store.get(record.image_id) is None
 
 
@@ -54,4 +54,4 @@ def test_hostile_ids_and_foreign_uris_resolve_to_nothing(tmp_path: Path) -> None
         assert store.get(image_id) is None
     assert image_id_from_uri("file:///etc/passwd") is None
     assert image_id_from_uri("foundry-image://images/../secret") is None
-    assert store.list() == []
+    assert store.records() == []

@@ -26,6 +26,9 @@ class EmulatorConfig:
     model_deployments: frozenset[str] = DEFAULT_MODEL_DEPLOYMENTS
     accepted_tokens: frozenset[str] | None = None
     accepted_api_keys: frozenset[str] | None = None
+    drop_stream_after: int | None = None
+    """Abort each response's original event stream after this many events (a network fault), so that
+    clients must resume with `GET ...?stream=true&starting_after=N`; replays are never dropped."""
     image_tool_placeholders: bool = True
     """Whether `{{name}}` structured-input placeholders may appear in `image_generation` tool fields.
 

@@ -39,7 +39,9 @@ async def create(ctx: Ctx) -> Response:
     plan = build_plan(body, ctx.headers, ctx.state, ctx.config)
     stored = start(plan, body, ctx.state, ctx.config)
     if plan.stream:
-        return event_stream(stored)
+        header = ctx.headers.get("x-emulator-drop-stream-after")
+        drop_after = int(header) if header and header.isdigit() else ctx.config.drop_stream_after
+        return event_stream(stored, drop_after=drop_after)
     if not plan.background and stored.task is not None:
         # Shielded: a client that hangs up must not leave the stored response half-made.
         await asyncio.shield(stored.task)

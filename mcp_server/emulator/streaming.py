@@ -15,22 +15,31 @@ def format_event(event: dict[str, Any]) -> str:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
 
 
-async def _follow(stored: StoredResponse, starting_after: int) -> AsyncIterator[str]:
+class StreamDropped(ConnectionError):
+    """Raised inside a streaming body: uvicorn then aborts the connection mid-stream, as a network fault would."""
+
+
+async def _follow(stored: StoredResponse, starting_after: int, drop_after: int | None) -> AsyncIterator[str]:
     # Sequence numbers equal log positions, so the replay starts right after `starting_after`.
     position = max(0, starting_after + 1)
+    sent = 0
     while True:
         while position < len(stored.events):
+            if drop_after is not None and sent >= drop_after:
+                raise StreamDropped(f"emulator dropped the stream after {sent} events")
             yield format_event(stored.events[position])
             position += 1
+            sent += 1
         if stored.closed:
             return
         # Read the waker before yielding control: emit() swaps it on the same loop, so no event is missed.
         await stored.waker.wait()
 
 
-def event_stream(stored: StoredResponse, starting_after: int = -1) -> StreamingResponse:
+def event_stream(stored: StoredResponse, starting_after: int = -1, drop_after: int | None = None) -> StreamingResponse:
+    """The response's events after `starting_after`, live until the terminal one; `drop_after` cuts it short."""
     return StreamingResponse(
-        _follow(stored, starting_after),
+        _follow(stored, starting_after, drop_after),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )

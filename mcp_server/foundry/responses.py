@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import httpx2
 
@@ -19,18 +20,7 @@ from mcp_server.errors import (
     UnexpectedResponseError,
 )
 from mcp_server.foundry.http import FoundryHttp, error_from_response, unreachable, validate_body
-from mcp_server.protocol import (
-    IMAGE_DEPLOYMENT_HEADER,
-    STREAM_ERROR,
-    STREAM_OUTPUT_ITEM_DONE,
-    STREAM_PARTIAL_IMAGE,
-    STREAM_TERMINAL_EVENTS,
-    CreateResponseRequest,
-    ImageGenerationCall,
-    PartialImageEvent,
-    Response,
-    is_image_call,
-)
+from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, CreateResponseRequest, ImageGenerationCall, Response
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +30,9 @@ MAX_STREAM_EVENT_BYTES: Final = 64 * 1024 * 1024
 
 POLICY_ERROR_CODES: Final = frozenset({"image_content_policy_violation", "content_filter", "content_policy_violation"})
 
-PartialHandler = Callable[[PartialImageEvent], Awaitable[None]]
+
+class StreamDropped(Exception):
+    """The event stream ended or broke before its terminal event; it can be resumed."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,6 @@ class ImageResult:
 class ResponsesClient:
     def __init__(self, http: FoundryHttp) -> None:
         self._http = http
-        self._stream_refused = False
 
     @property
     def _headers(self) -> dict[str, str]:
@@ -67,35 +58,44 @@ class ResponsesClient:
         )
         return validate_body(Response, body, "response")
 
-    async def create_streamed(self, request: CreateResponseRequest, on_partial: PartialHandler) -> Response:
-        """Stream the response, handing each partial image to `on_partial`.
+    async def retrieve(self, response_id: str) -> Response:
+        body = await self._http.request_json(
+            "GET", f"{RESPONSES_PATH}/{response_id}", headers=self._headers, what="check on the image generation"
+        )
+        return validate_body(Response, body, "response")
 
-        Falls back to a plain request when the service refuses streaming for the image tool
-        (Azure did in 2025), and says so once in the log.
-        """
-        if self._stream_refused:
-            return await self.create(request)
-        streamed = request.model_copy(update={"stream": True})
-        try:
-            return await self._stream(streamed, on_partial)
-        except ServiceRefusedError as exc:
-            if exc.status != 400 or "stream" not in exc.message.lower():
-                raise
-            self._stream_refused = True
-            logger.warning("Foundry refused streaming for the image tool; using non-streamed requests from now on.")
-            return await self.create(request)
+    async def cancel(self, response_id: str) -> Response:
+        body = await self._http.request_json(
+            "POST", f"{RESPONSES_PATH}/{response_id}/cancel", headers=self._headers, what="cancel the generation"
+        )
+        return validate_body(Response, body, "response")
 
-    async def _stream(self, request: CreateResponseRequest, on_partial: PartialHandler) -> Response:
-        what = "generate the image"
-        client = self._http.client
+    @asynccontextmanager
+    async def stream(self, request: CreateResponseRequest) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Create a response with `stream: true` and iterate over its events."""
+        body = request.model_copy(update={"stream": True}).to_wire()
+        async with self._events("POST", RESPONSES_PATH, json_body=body) as events:
+            yield events
+
+    @asynccontextmanager
+    async def resume(self, response_id: str, starting_after: int) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Replay a background response's events after `starting_after`, then follow it live."""
+        params = {"stream": "true", "starting_after": str(starting_after)}
+        async with self._events("GET", f"{RESPONSES_PATH}/{response_id}", params=params) as events:
+            yield events
+
+    @asynccontextmanager
+    async def _events(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        what = "stream the image generation"
+        headers = {**self._headers, "Accept": "text/event-stream"}
         try:
-            async with client.stream(
-                "POST", RESPONSES_PATH, json=request.to_wire(), headers={**self._headers, "Accept": "text/event-stream"}
-            ) as response:
-                if response.is_error:
-                    await response.aread()
-                    raise error_from_response(response, what)
-                return await read_stream(response, on_partial)
+            async with self._http.client.stream(method, path, json=json_body, params=params, headers=headers) as resp:
+                if resp.is_error:
+                    await resp.aread()
+                    raise error_from_response(resp, what)
+                yield _decode(resp)
         except httpx2.TimeoutException:
             raise ServiceUnreachableError(
                 "Timed out waiting for Foundry's image stream.", hint="Try again in a minute.", code="timeout"
@@ -104,50 +104,24 @@ class ResponsesClient:
             raise unreachable(what, exc) from None
 
 
-async def read_stream(response: httpx2.Response, on_partial: PartialHandler) -> Response:
-    """Consume a Responses event stream and return the final response.
-
-    There is no `[DONE]` sentinel, `image_generation_call.completed` may be missing, and the
-    item status in `output_item.done` may still say "generating": the image is the first
-    image call with a non-null `result`.
-    """
-    final: Response | None = None
-    image_item: dict[str, object] | None = None
-    response_id = ""
-    async for sse in httpx2.EventSource(response, max_event_size=MAX_STREAM_EVENT_BYTES):
-        if sse.data in ("", "[DONE]"):
-            continue
-        try:
-            event = sse.json()
-        except ValueError:
-            raise UnexpectedResponseError("Foundry's image stream carried an event that is not JSON.") from None
-        if not isinstance(event, dict):
-            continue
-        kind = event.get("type") or sse.event
-        if isinstance(event.get("response"), dict) and not response_id:
-            response_id = str(event["response"].get("id", ""))
-        if kind == STREAM_PARTIAL_IMAGE:
-            await on_partial(validate_body(PartialImageEvent, event, "partial image event"))
-        elif kind == STREAM_OUTPUT_ITEM_DONE and is_image_call(event.get("item")) and event["item"].get("result"):
-            image_item = event["item"]
-        elif kind in STREAM_TERMINAL_EVENTS:
-            final = validate_body(Response, event["response"], "response")
-            break
-        elif kind == STREAM_ERROR or isinstance(event.get("error"), dict):
-            nested = event.get("error")
-            raise stream_error(nested if isinstance(nested, dict) else event)
-    if final is None:
-        if image_item is None:
-            raise UnexpectedResponseError(
-                "Foundry's image stream ended before the image arrived.", hint="Try again; the stream was cut short."
-            )
-        final = Response(id=response_id or "unknown", status="completed", output=[])
-    if image_item is not None and not any(call.result for call in final.image_calls()):
-        final.output.append(image_item)
-    return final
+async def _decode(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of an event stream; a broken connection surfaces as `StreamDropped`."""
+    try:
+        async for sse in httpx2.EventSource(response, max_event_size=MAX_STREAM_EVENT_BYTES):
+            if sse.data in ("", "[DONE]"):
+                continue
+            try:
+                event = sse.json()
+            except ValueError:
+                raise UnexpectedResponseError("Foundry's image stream carried an event that is not JSON.") from None
+            if isinstance(event, dict):
+                event.setdefault("type", sse.event)
+                yield event
+    except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.ReadTimeout) as exc:
+        raise StreamDropped(type(exc).__name__) from None
 
 
-def stream_error(error: dict[str, object]) -> FoundryImageError:
+def stream_error(error: dict[str, Any]) -> FoundryImageError:
     code = str(error.get("code") or "")
     message = str(error.get("message") or "the stream reported an error")
     if code in POLICY_ERROR_CODES:

@@ -1,0 +1,220 @@
+"""Running a response to its end: background mode, polling, streaming with resume, heartbeats.
+
+Every generation is created with `background: true` so that it has an id from the first
+moment: the id is what lets a caller cancel it, resume a dropped stream without starting the
+generation again, and pick it up after a restart. It is also streamed: events arrive the
+moment they happen (no polling delay on a fast generation), partial images come with them,
+and a dropped stream resumes from the last sequence number. Where the service refuses
+streaming, the response is polled instead, quickly at first and then every `poll_interval`.
+While waiting, a heartbeat fires at least every `heartbeat` seconds, because many MCP clients
+give up after 30-60 s without progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from mcp_server.errors import ServiceRefusedError, ServiceUnreachableError, UnexpectedResponseError
+from mcp_server.foundry.http import validate_body
+from mcp_server.foundry.responses import ResponsesClient, StreamDropped, stream_error
+from mcp_server.protocol import (
+    PENDING_STATUSES,
+    STREAM_ERROR,
+    STREAM_OUTPUT_ITEM_DONE,
+    STREAM_PARTIAL_IMAGE,
+    STREAM_TERMINAL_EVENTS,
+    CreateResponseRequest,
+    PartialImageEvent,
+    Response,
+    is_image_call,
+)
+
+logger = logging.getLogger(__name__)
+FIRST_POLL_DELAY = 0.1
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    poll_interval: float = 1.0
+    timeout: float = 600.0
+    heartbeat: float = 5.0
+    resume_attempts: int = 3
+
+
+async def _nothing(*_: Any) -> None:
+    return None
+
+
+@dataclass
+class RunHooks:
+    """What the caller wants to hear while a response runs."""
+
+    on_started: Callable[[str], Awaitable[None]] = _nothing
+    on_partial: Callable[[PartialImageEvent], Awaitable[None]] = _nothing
+    on_heartbeat: Callable[[str], Awaitable[None]] = _nothing
+
+
+class ResponseRunner:
+    def __init__(self, responses: ResponsesClient, settings: RunSettings | None = None) -> None:
+        self.responses = responses
+        self.settings = settings or RunSettings()
+        self._stream_refused = False
+        self._background_refused = False
+
+    async def run(self, request: CreateResponseRequest, *, hooks: RunHooks, stream: bool = True) -> Response:
+        """Create the response and wait for its terminal state."""
+        started = time.monotonic()
+        status = _Status()
+        result: Response | None = None
+        failure: Exception | None = None
+        with anyio.move_on_after(self.settings.timeout) as deadline:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._beat, hooks, started, status)
+                # Caught here rather than let through: a task group would wrap it in an ExceptionGroup.
+                try:
+                    result = await self._run(request, stream, hooks, status)
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if result is None or deadline.cancelled_caught:
+            raise ServiceUnreachableError(
+                f"The image was not ready after {self.settings.timeout:.0f} s.",
+                hint="Try a lower quality or a smaller size, or raise FOUNDRY_IMAGE_MCP_TIMEOUT.",
+                code="timeout",
+            )
+        return result
+
+    async def wait(self, response_id: str) -> Response:
+        """Poll an existing response (after a restart, or when its caller left) to its end."""
+        return await self._poll(await self.responses.retrieve(response_id), _Status())
+
+    async def cancel(self, response_id: str) -> None:
+        """Ask the service to stop a background response; best effort, bounded in time."""
+        with anyio.move_on_after(10):
+            try:
+                await self.responses.cancel(response_id)
+                logger.info("Cancelled response %s upstream", response_id)
+            except Exception as exc:  # the caller is already unwinding; a failed cancel must not mask that
+                logger.warning("Could not cancel response %s: %s", response_id, exc)
+
+    async def _run(self, request: CreateResponseRequest, stream: bool, hooks: RunHooks, status: _Status) -> Response:
+        if not self._background_refused:
+            request = request.model_copy(update={"background": True, "store": True})
+        try:
+            if stream and not self._stream_refused:
+                return await self._streamed(request, hooks, status)
+            return await self._polled(request, hooks, status)
+        except ServiceRefusedError as exc:
+            if exc.status != 400:
+                raise
+            text = f"{exc.message} {exc.upstream_param or ''}".lower()
+            if stream and not self._stream_refused and "stream" in text:
+                self._stream_refused = True
+                logger.warning("Foundry refused streaming for the image tool; not streaming from now on.")
+                return await self._run(request, False, hooks, status)
+            if not self._background_refused and "background" in text:
+                self._background_refused = True
+                logger.warning("Foundry refused background mode; waiting on open requests from now on.")
+                return await self._run(request.model_copy(update={"background": None}), stream, hooks, status)
+            raise
+
+    async def _polled(self, request: CreateResponseRequest, hooks: RunHooks, status: _Status) -> Response:
+        created = await self.responses.create(request)
+        await hooks.on_started(created.id)
+        return await self._poll(created, status)
+
+    async def _poll(self, response: Response, status: _Status) -> Response:
+        delay = min(FIRST_POLL_DELAY, self.settings.poll_interval)
+        while response.status in PENDING_STATUSES:
+            status.value = response.status or "queued"
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self.settings.poll_interval)
+            response = await self.responses.retrieve(response.id)
+        return response
+
+    async def _streamed(self, request: CreateResponseRequest, hooks: RunHooks, status: _Status) -> Response:
+        reader = _StreamReader(hooks, status)
+        try:
+            async with self.responses.stream(request) as events:
+                return await reader.consume(events)
+        except StreamDropped as exc:
+            if not reader.response_id:
+                raise ServiceUnreachableError("Foundry's image stream broke before it started.") from None
+            logger.warning("Image stream of %s dropped (%s); resuming", reader.response_id, exc)
+        for attempt in range(1, self.settings.resume_attempts + 1):
+            try:
+                async with self.responses.resume(reader.response_id, reader.last_sequence) as events:
+                    return await reader.consume(events)
+            except (StreamDropped, ServiceUnreachableError) as exc:
+                logger.warning("Resuming %s failed (attempt %d): %s", reader.response_id, attempt, exc)
+        logger.warning("Could not resume the stream of %s; polling it instead", reader.response_id)
+        return await self._poll(await self.responses.retrieve(reader.response_id), status)
+
+    async def _beat(self, hooks: RunHooks, started: float, status: _Status) -> None:
+        while True:
+            await anyio.sleep(self.settings.heartbeat)
+            elapsed = time.monotonic() - started
+            await hooks.on_heartbeat(f"Still generating ({elapsed:.0f} s, {status.value.replace('_', ' ')})")
+
+
+@dataclass
+class _Status:
+    """The last status seen of one response, for the heartbeat's message."""
+
+    value: str = "queued"
+
+
+class _StreamReader:
+    """Follows one response across its original stream and any resumed ones."""
+
+    def __init__(self, hooks: RunHooks, status: _Status) -> None:
+        self.hooks = hooks
+        self.status = status
+        self.response_id = ""
+        self.last_sequence = -1
+        self.image_item: dict[str, Any] | None = None
+
+    async def consume(self, events: AsyncIterator[dict[str, Any]]) -> Response:
+        async for event in events:
+            sequence = event.get("sequence_number")
+            if isinstance(sequence, int):
+                if sequence <= self.last_sequence:
+                    continue  # already seen before a resume
+                self.last_sequence = sequence
+            final = await self._handle(event)
+            if final is not None:
+                return final
+        raise StreamDropped("the stream ended before its terminal event")
+
+    async def _handle(self, event: dict[str, Any]) -> Response | None:
+        kind = event.get("type")
+        response = event.get("response")
+        if isinstance(response, dict):
+            self.status.value = str(response.get("status") or self.status.value)
+            if not self.response_id and response.get("id"):
+                self.response_id = str(response["id"])
+                await self.hooks.on_started(self.response_id)
+        if kind == STREAM_PARTIAL_IMAGE:
+            await self.hooks.on_partial(validate_body(PartialImageEvent, event, "partial image event"))
+        elif kind == STREAM_OUTPUT_ITEM_DONE and is_image_call(event.get("item")) and event["item"].get("result"):
+            self.image_item = event["item"]
+        elif kind in STREAM_TERMINAL_EVENTS and isinstance(response, dict):
+            final = validate_body(Response, response, "response")
+            if self.image_item is not None and not any(call.result for call in final.image_calls()):
+                final.output.append(self.image_item)
+            return final
+        elif kind == STREAM_ERROR or isinstance(event.get("error"), dict):
+            nested = event.get("error")
+            raise stream_error(nested if isinstance(nested, dict) else event)
+        elif kind in STREAM_TERMINAL_EVENTS:
+            raise UnexpectedResponseError("Foundry's image stream ended without the final response.")
+        return None
