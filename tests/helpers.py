@@ -172,3 +172,68 @@ def data_url_bytes(url: str) -> bytes:
     header, _, payload = url.partition(",")
     assert header.startswith("data:image/") and header.endswith(";base64"), header
     return base64.b64decode(payload)
+
+
+class RawStdioClient:
+    """A bare-bones stdio client: lets a test leave abruptly (close stdin, or kill) as no SDK client would."""
+
+    def __init__(self, params: StdioServerParameters) -> None:
+        import os
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [params.command, *params.args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(params.env or {})},
+        )
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
+        self.process.stdin.flush()
+
+    def initialize(self) -> dict[str, Any]:
+        self.send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"},
+                },
+            }
+        )
+        assert self.process.stdout is not None
+        answer: dict[str, Any] = json.loads(self.process.stdout.readline())
+        self.send({"method": "notifications/initialized"})
+        return answer
+
+    def call_tool(self, name: str, arguments: dict[str, Any], request_id: int = 2) -> None:
+        self.send({"id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+
+    def leave(self, timeout: float = 60) -> int:
+        """Close stdin, as a client that exits does, and wait for the server to finish."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        code = self.process.wait(timeout=timeout)
+        self.process.stdout.close()
+        return code
+
+    def kill(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll a condition set by another thread or process, with a bounded wait."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)

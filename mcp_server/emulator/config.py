@@ -29,6 +29,9 @@ class EmulatorConfig:
     drop_stream_after: int | None = None
     """Abort each response's original event stream after this many events (a network fault), so that
     clients must resume with `GET ...?stream=true&starting_after=N`; replays are never dropped."""
+    refuse_image_streaming: bool = False
+    """Answer `stream: true` with the 400 Azure gave in 2025 ("ImageGen as a tool is not supported in
+    streaming mode."), so clients' fallback to non-streamed calls can be tested."""
     image_tool_placeholders: bool = True
     """Whether `{{name}}` structured-input placeholders may appear in `image_generation` tool fields.
 

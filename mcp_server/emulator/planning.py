@@ -12,7 +12,14 @@ from PIL import Image
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, AgentVersion
 
 from .config import EmulatorConfig
-from .errors import deployment_not_found, generic_bad_request, invalid_payload, multi_invalid_payload, not_found
+from .errors import (
+    deployment_not_found,
+    generic_bad_request,
+    invalid_payload,
+    multi_invalid_payload,
+    not_found,
+    openai_error,
+)
 from .inputs import load_mask, open_image, parse_input
 from .render import RenderSpec
 from .state import EmulatorState
@@ -145,6 +152,10 @@ def build_plan(body: dict[str, Any], headers: dict[str, str], state: EmulatorSta
             raise not_found(f"Previous response with id {previous_id!r} not found.", "previous_response_id")
         if previous.image_bytes is not None:
             images = [open_image(previous.image_bytes, "previous_response_id"), *images]
+
+    if body.get("stream") and config.refuse_image_streaming:
+        # What Azure answered in 2025 (vercel/ai #9064); clients must fall back to non-streamed calls.
+        raise openai_error(400, None, "ImageGen as a tool is not supported in streaming mode.", "stream")
 
     response_id = "resp_" + uuid.uuid4().hex
     resolved_tools = [resolve_tool(t) if t is image_tool else t for t in tools]
