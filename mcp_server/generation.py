@@ -351,8 +351,9 @@ class ImageService:
 
         async def partial(event: PartialImageEvent) -> None:
             number = event.partial_image_index + 1
-            uri = await self._keep_partial(event, response_id)
+            uri = self.partials.reserve(response_id or event.item_id, event.partial_image_index)
             await call.progress.at(5 + 85 * number / (partials + 1), f"Partial image {number} of {partials}: {uri}")
+            await self._render_partial(uri, event.partial_image_b64)
 
         hooks = RunHooks(on_started=started, on_partial=partial, on_heartbeat=call.progress.tick)
         try:
@@ -381,10 +382,14 @@ class ImageService:
             logger.info("The caller left; finishing %s in the background", response_id)
             self._jobs.start(self._recover, {"response_id": response_id, **provenance})
 
-    async def _keep_partial(self, event: PartialImageEvent, response_id: str) -> str:
-        data = base64.b64decode(event.partial_image_b64)
-        preview = await anyio.to_thread.run_sync(make_preview, data, PARTIAL_PREVIEW_SIDE)
-        return self.partials.put(response_id or event.item_id, event.partial_image_index, preview)
+    async def _render_partial(self, uri: str, b64: str) -> None:
+        try:
+            data = base64.b64decode(b64)
+            preview: Preview | None = await anyio.to_thread.run_sync(make_preview, data, PARTIAL_PREVIEW_SIDE)
+        except (ValueError, OSError) as exc:  # a damaged partial must not fail the generation
+            logger.warning("Could not render partial image %s: %s", uri, exc)
+            preview = None
+        self.partials.fill(uri, preview)
 
     async def _recover(self, record: dict[str, Any]) -> None:
         response_id = str(record["response_id"])

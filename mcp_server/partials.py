@@ -1,6 +1,8 @@
 """Previews of streamed partial images, kept in memory so a client can show the picture forming.
 
-They are transient: bounded in number, never written to disk, gone after a restart.
+They are transient: bounded in number, never written to disk, gone after a restart. A URI is
+handed out before its preview is rendered, so the progress notification is not held back by
+the rendering; a read that arrives first waits for it briefly.
 """
 
 from __future__ import annotations
@@ -8,25 +10,46 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
+import anyio
+
 from mcp_server.preview import Preview
 
 PARTIAL_PREFIX: Final = "foundry-image://partials/"
 PARTIAL_TEMPLATE: Final = PARTIAL_PREFIX + "{response_id}/{index}"
 PARTIAL_PREVIEW_SIDE: Final = 256
+RENDER_WAIT_SECONDS: Final = 10.0
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.ready = anyio.Event()
+        self.preview: Preview | None = None
 
 
 class PartialPreviews:
     def __init__(self, limit: int = 64) -> None:
         self._limit = limit
-        self._items: OrderedDict[str, Preview] = OrderedDict()
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
 
-    def put(self, response_id: str, index: int, preview: Preview) -> str:
+    def reserve(self, response_id: str, index: int) -> str:
         uri = f"{PARTIAL_PREFIX}{response_id}/{index}"
-        self._items[uri] = preview
-        self._items.move_to_end(uri)
-        while len(self._items) > self._limit:
-            self._items.popitem(last=False)
+        self._slots[uri] = _Slot()
+        self._slots.move_to_end(uri)
+        while len(self._slots) > self._limit:
+            self._slots.popitem(last=False)
         return uri
 
-    def get(self, uri: str) -> Preview | None:
-        return self._items.get(uri)
+    def fill(self, uri: str, preview: Preview | None) -> None:
+        """Store the rendered preview (None when it could not be rendered) and wake waiting readers."""
+        slot = self._slots.get(uri)
+        if slot is not None:
+            slot.preview = preview
+            slot.ready.set()
+
+    async def get(self, uri: str) -> Preview | None:
+        slot = self._slots.get(uri)
+        if slot is None:
+            return None
+        with anyio.move_on_after(RENDER_WAIT_SECONDS):
+            await slot.ready.wait()
+        return slot.preview

@@ -134,7 +134,7 @@ class ImageServer(MCPServer[AppState]):
         self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
         if str(uri).startswith(PARTIAL_PREFIX):
-            preview = self.partials.get(str(uri))
+            preview = await self.partials.get(str(uri))
             if preview is None:
                 raise ResourceNotFoundError(f"No partial image with URI {uri} (they are kept only briefly)")
             return [ReadResourceContents(content=preview.data, mime_type=preview.mime_type)]

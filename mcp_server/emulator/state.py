@@ -34,6 +34,8 @@ class StoredResponse:
     input_items: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     streamed: bool = False
     closed: bool = False
+    sent_at: dict[int, float] = field(default_factory=dict[int, float])
+    """time.monotonic() at which each event (by sequence number) was first written to a stream."""
     task: asyncio.Task[None] | None = None
     # Live stream readers wait on this; it is swapped for a fresh one after each wake-up.
     waker: asyncio.Event = field(default_factory=asyncio.Event)

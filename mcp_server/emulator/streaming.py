@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,7 +28,9 @@ async def _follow(stored: StoredResponse, starting_after: int, drop_after: int |
         while position < len(stored.events):
             if drop_after is not None and sent >= drop_after:
                 raise StreamDropped(f"emulator dropped the stream after {sent} events")
-            yield format_event(stored.events[position])
+            chunk = format_event(stored.events[position])
+            stored.sent_at.setdefault(position, time.monotonic())
+            yield chunk
             position += 1
             sent += 1
         if stored.closed:
