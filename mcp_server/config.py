@@ -24,6 +24,8 @@ TRUSTED_HOSTS_VAR = "FOUNDRY_IMAGE_MCP_TRUSTED_URL_HOSTS"
 POLL_INTERVAL_VAR = "FOUNDRY_IMAGE_MCP_POLL_INTERVAL"
 TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_TIMEOUT"
 HEARTBEAT_VAR = "FOUNDRY_IMAGE_MCP_HEARTBEAT"
+CONNECT_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_CONNECT_TIMEOUT"
+READ_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_READ_TIMEOUT"
 
 DEFAULT_IMAGE_DEPLOYMENT = "gpt-image-1"
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
@@ -60,6 +62,8 @@ class Settings(BaseModel):
     poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between background polls")
     timeout: float = Field(default=600.0, gt=0, description="overall seconds allowed for one generation")
     heartbeat: float = Field(default=5.0, gt=0, le=10, description="max seconds between progress notifications")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds to open a connection to Foundry")
+    read_timeout: float = Field(default=120.0, gt=0, description="longest silence tolerated on a Foundry connection")
     emulator: bool = False
 
     @field_validator("endpoint")
@@ -100,6 +104,8 @@ class Settings(BaseModel):
             "poll_interval": env.get(POLL_INTERVAL_VAR) or None,
             "timeout": env.get(TIMEOUT_VAR) or None,
             "heartbeat": env.get(HEARTBEAT_VAR) or None,
+            "connect_timeout": env.get(CONNECT_TIMEOUT_VAR) or None,
+            "read_timeout": env.get(READ_TIMEOUT_VAR) or None,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         missing = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
@@ -36,7 +37,7 @@ from mcp_server.errors import (
 from mcp_server.foundry.agents import INSTRUCTIONS, AgentRegistry, AgentVersionRef
 from mcp_server.foundry.files import upload_file
 from mcp_server.foundry.http import FoundryHttp
-from mcp_server.foundry.responses import ImageResult, ResponsesClient, extract_image
+from mcp_server.foundry.responses import REQUEST_TAG_KEY, ImageResult, ResponsesClient, extract_image
 from mcp_server.foundry.runs import ResponseRunner, RunHooks, RunSettings
 from mcp_server.inputs import ResolvedImage
 from mcp_server.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
@@ -323,6 +324,7 @@ class ImageService:
             store=True,
             previous_response_id=call.previous_response_id,
             structured_inputs={MASK_INPUT: call.mask_file_id} if call.mask_file_id else None,
+            metadata={REQUEST_TAG_KEY: uuid.uuid4().hex},
         )
 
     def _direct_request(self, call: _Call) -> CreateResponseRequest:
@@ -336,6 +338,7 @@ class ImageService:
             input=self._message(call),
             store=True,
             previous_response_id=call.previous_response_id,
+            metadata={REQUEST_TAG_KEY: uuid.uuid4().hex},
         )
 
     async def _send(self, request: CreateResponseRequest, call: _Call, ref: AgentVersionRef) -> Response:
@@ -366,7 +369,7 @@ class ImageService:
         except ServiceUnreachableError as exc:
             if response_id:
                 with anyio.CancelScope(shield=True):
-                    await self._abandon(response_id, cancel=exc.code == "timeout", provenance=call.provenance(ref))
+                    await self._abandon(response_id, cancel=exc.code == "deadline", provenance=call.provenance(ref))
             raise
         except FoundryImageError:
             if response_id:

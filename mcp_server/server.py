@@ -154,7 +154,7 @@ def build_server(settings: Settings) -> ImageServer:
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         auth = ApiKeyAuth(settings.api_key.get_secret_value()) if settings.api_key else EntraTokenAuth()
         async with (
-            open_client(settings.endpoint, auth) as client,
+            open_client(settings.endpoint, auth, _timeouts(settings)) as client,
             UrlFetcher(trusted_hosts=settings.trusted_url_hosts) as fetcher,
             anyio.create_task_group() as background,
         ):
@@ -336,6 +336,12 @@ def build_server(settings: Settings) -> ImageServer:
         return image_result(generated, server.store, note=note)
 
     return server
+
+
+def _timeouts(settings: Settings) -> httpx2.Timeout:
+    return httpx2.Timeout(
+        connect=settings.connect_timeout, read=settings.read_timeout, write=60.0, pool=settings.connect_timeout
+    )
 
 
 def _progress(ctx: Context[AppState, Any]) -> Callable[[float, float | None, str], Awaitable[None]]:

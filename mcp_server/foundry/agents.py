@@ -18,7 +18,7 @@ import anyio
 
 from mcp_server import __version__
 from mcp_server.errors import NotFoundError
-from mcp_server.foundry.http import FoundryHttp, validate_body
+from mcp_server.foundry.http import AmbiguousRequestError, FoundryHttp, validate_body
 from mcp_server.protocol import (
     AGENTS_API_VERSION,
     AgentVersion,
@@ -147,13 +147,24 @@ class AgentRegistry:
             description=describe(tool),
             metadata={HASH_KEY: digest, "created-by": f"foundry-image-mcp {__version__}"},
         )
-        body = await self._http.request_json(
-            "POST",
-            self._versions_path,
-            params={"api-version": AGENTS_API_VERSION},
-            json_body=request.to_wire(),
-            what="create an image agent version",
-        )
+        for attempt in (1, 2):
+            try:
+                body = await self._http.request_json(
+                    "POST",
+                    self._versions_path,
+                    params={"api-version": AGENTS_API_VERSION},
+                    json_body=request.to_wire(),
+                    idempotent=False,
+                    what="create an image agent version",
+                )
+                break
+            except AmbiguousRequestError:
+                # The answer was lost: the version may exist. Look before creating another one.
+                existing = {v.metadata.get(HASH_KEY): v.version for v in await self._list_versions()}
+                if digest in existing:
+                    return existing[digest]
+                if attempt == 2:
+                    raise
         created = validate_body(AgentVersion, body, "agent version")
         logger.info("Created agent version %s:%s for %s", created.name, created.version, describe(tool))
         return created.version

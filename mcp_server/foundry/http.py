@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
@@ -22,13 +24,15 @@ from mcp_server.errors import (
     ServiceUnreachableError,
     UnexpectedResponseError,
 )
+from mcp_server.foundry.retry import RetryPolicy, backoff, retryable_status, server_delay
 from mcp_server.protocol import ErrorBody, ErrorDetail
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0)
-"""Generous read timeout: a high-quality gpt-image-1 generation can take more than a minute."""
+DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=120.0, write=60.0, pool=30.0)
+"""The read timeout is the longest silence tolerated on one connection: long enough for a minute-long
+generation answered at once, and a streamed or polled generation never goes that long without bytes."""
 
 GENERIC_400 = "There was an issue with your request"
 DEPLOYMENT_HINT = (
@@ -39,11 +43,12 @@ DEPLOYMENT_HINT = (
 
 
 class FoundryHttp:
-    """Thin wrapper over the shared client: the project endpoint as base URL, and error mapping."""
+    """Thin wrapper over the shared client: the project endpoint as base URL, retries, error mapping."""
 
-    def __init__(self, client: httpx2.AsyncClient, *, image_deployment: str) -> None:
+    def __init__(self, client: httpx2.AsyncClient, *, image_deployment: str, retry: RetryPolicy | None = None) -> None:
         self.client = client
         self.image_deployment = image_deployment
+        self.retry = retry or RetryPolicy()
 
     async def request_json(
         self,
@@ -55,28 +60,82 @@ class FoundryHttp:
         headers: Mapping[str, str] | None = None,
         files: Any = None,
         data: Any = None,
+        idempotent: bool = True,
         what: str,
     ) -> dict[str, Any]:
-        """Send a request and return its JSON object body.
+        """Send a request, retrying what is safe to retry, and return its JSON object body.
 
         Raises:
+            AmbiguousRequestError: a non-idempotent request failed after it was sent.
             FoundryImageError: a subclass naming what went wrong and what to do.
         """
-        try:
-            response = await self.client.request(
-                method, path, params=params, json=json_body, headers=headers, files=files, data=data
-            )
-        except httpx2.TimeoutException:
-            raise ServiceUnreachableError(
-                f"Timed out waiting for Foundry while trying to {what}.",
-                hint="The service may be busy; try again in a minute.",
-                code="timeout",
-            ) from None
-        except httpx2.TransportError as exc:
-            raise unreachable(what, exc) from None
-        if response.is_error:
-            raise error_from_response(response, what)
+        request = self.client.build_request(
+            method, path, params=params, json=json_body, headers=headers, files=files, data=data
+        )
+        response = await self.send(request, idempotent=idempotent, what=what)
         return parse_json_object(response.content, what)
+
+    async def send(
+        self, request: httpx2.Request, *, idempotent: bool, what: str, stream: bool = False
+    ) -> httpx2.Response:
+        """Send `request` until it gets a success status, within the retry policy.
+
+        With `stream`, the successful response's body is left unread: the caller closes it.
+        """
+        started = time.monotonic()
+        attempt = 0
+        error: FoundryImageError
+        while True:
+            attempt += 1
+            try:
+                response = await self.client.send(request, stream=stream)
+            except httpx2.TransportError as exc:
+                error = transport_error(what, exc, sent=not isinstance(exc, NOT_SENT_ERRORS))
+                if isinstance(error, AmbiguousRequestError) and not idempotent:
+                    raise error from None
+                delay = backoff(attempt, self.retry)
+            else:
+                if not response.is_error:
+                    return response
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                error = error_from_response(response, what)
+                if not retryable_status(response):
+                    raise error
+                asked = server_delay(response.headers)
+                if asked is not None and asked > self.retry.max_server_delay:
+                    raise error
+                delay = backoff(attempt, self.retry) if asked is None else asked
+            if attempt >= self.retry.attempts or time.monotonic() - started + delay > self.retry.deadline:
+                raise error
+            logger.info("Retrying %s %s in %.2f s after: %s", request.method, request.url.path, delay, error.message)
+            await anyio.sleep(delay)
+
+
+NOT_SENT_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+"""Failures before the request left this machine: always safe to retry."""
+
+
+class AmbiguousRequestError(ServiceUnreachableError):
+    """The request was sent but no answer came back: the service may or may not have acted on it."""
+
+    code = "ambiguous"
+
+
+def transport_error(what: str, exc: Exception, *, sent: bool) -> ServiceUnreachableError:
+    if not sent:
+        return unreachable(what, exc)
+    if isinstance(exc, httpx2.TimeoutException):
+        return AmbiguousRequestError(
+            f"Timed out waiting for Foundry while trying to {what}.",
+            hint="The service may be busy; try again in a minute.",
+        )
+    return AmbiguousRequestError(
+        f"The connection to Foundry broke while trying to {what} ({type(exc).__name__}).",
+        hint="This is usually temporary; try again.",
+    )
 
 
 def unreachable(what: str, exc: Exception) -> ServiceUnreachableError:
@@ -107,18 +166,6 @@ def request_id_of(response: httpx2.Response, detail: ErrorDetail | None) -> str 
     for header in ("x-request-id", "apim-request-id", "x-ms-request-id"):
         if header in response.headers:
             return response.headers[header]
-    return None
-
-
-def retry_after_seconds(headers: httpx2.Headers) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            continue
     return None
 
 
@@ -177,7 +224,7 @@ def error_from_response(response: httpx2.Response, what: str) -> FoundryImageErr
             )
         return NotFoundError(said + ".", hint="Check AZURE_AI_PROJECT_ENDPOINT and AZURE_AI_AGENT_NAME.", **common)
     if status == 429:
-        wait = retry_after_seconds(response.headers)
+        wait = server_delay(response.headers)
         when = f"wait {wait:.0f} s" if wait is not None else "wait a minute"
         return RateLimitedError(
             f"Foundry is rate limiting requests (HTTP 429): {upstream_message}",
@@ -217,8 +264,10 @@ def build_client(endpoint: str, auth: httpx2.Auth, timeout: httpx2.Timeout = DEF
 
 
 @asynccontextmanager
-async def open_client(endpoint: str, auth: httpx2.Auth) -> AsyncIterator[httpx2.AsyncClient]:
-    client = build_client(endpoint, auth)
+async def open_client(
+    endpoint: str, auth: httpx2.Auth, timeout: httpx2.Timeout = DEFAULT_TIMEOUT
+) -> AsyncIterator[httpx2.AsyncClient]:
+    client = build_client(endpoint, auth, timeout)
     try:
         yield client
     finally:

@@ -16,10 +16,9 @@ from mcp_server.errors import (
     ContentFilteredError,
     FoundryImageError,
     ServiceRefusedError,
-    ServiceUnreachableError,
     UnexpectedResponseError,
 )
-from mcp_server.foundry.http import FoundryHttp, error_from_response, unreachable, validate_body
+from mcp_server.foundry.http import FoundryHttp, validate_body
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, CreateResponseRequest, ImageGenerationCall, Response
 
 logger = logging.getLogger(__name__)
@@ -27,6 +26,9 @@ logger = logging.getLogger(__name__)
 RESPONSES_PATH: Final = "openai/v1/responses"
 MAX_STREAM_EVENT_BYTES: Final = 64 * 1024 * 1024
 """A final image event carries several MB of base64; httpx2's default SSE limit is 1 MiB."""
+
+REQUEST_TAG_KEY: Final = "foundry_image_mcp_request"
+"""Metadata key carrying a per-create tag, so a create whose answer was lost can be found again."""
 
 POLICY_ERROR_CODES: Final = frozenset({"image_content_policy_violation", "content_filter", "content_policy_violation"})
 
@@ -54,7 +56,12 @@ class ResponsesClient:
 
     async def create(self, request: CreateResponseRequest) -> Response:
         body = await self._http.request_json(
-            "POST", RESPONSES_PATH, json_body=request.to_wire(), headers=self._headers, what="generate the image"
+            "POST",
+            RESPONSES_PATH,
+            json_body=request.to_wire(),
+            headers=self._headers,
+            idempotent=False,
+            what="generate the image",
         )
         return validate_body(Response, body, "response")
 
@@ -70,38 +77,51 @@ class ResponsesClient:
         )
         return validate_body(Response, body, "response")
 
+    async def find_by_tag(self, tag: str, agent_name: str | None) -> Response | None:
+        """The response this client created with metadata `REQUEST_TAG_KEY: tag`, if the service has one.
+
+        Used after a create whose answer was lost, before deciding to create again.
+        """
+        params = {"limit": "50", "order": "desc", **({"agent_name": agent_name} if agent_name else {})}
+        body = await self._http.request_json(
+            "GET", RESPONSES_PATH, params=params, headers=self._headers, what="look for the image generation"
+        )
+        for item in body.get("data") or []:
+            if isinstance(item, dict) and (item.get("metadata") or {}).get(REQUEST_TAG_KEY) == tag:
+                return validate_body(Response, item, "response")
+        return None
+
     @asynccontextmanager
     async def stream(self, request: CreateResponseRequest) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Create a response with `stream: true` and iterate over its events."""
         body = request.model_copy(update={"stream": True}).to_wire()
-        async with self._events("POST", RESPONSES_PATH, json_body=body) as events:
+        async with self._events("POST", RESPONSES_PATH, json_body=body, idempotent=False) as events:
             yield events
 
     @asynccontextmanager
     async def resume(self, response_id: str, starting_after: int) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Replay a background response's events after `starting_after`, then follow it live."""
         params = {"stream": "true", "starting_after": str(starting_after)}
-        async with self._events("GET", f"{RESPONSES_PATH}/{response_id}", params=params) as events:
+        async with self._events("GET", f"{RESPONSES_PATH}/{response_id}", params=params, idempotent=True) as events:
             yield events
 
     @asynccontextmanager
     async def _events(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
     ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        what = "stream the image generation"
         headers = {**self._headers, "Accept": "text/event-stream"}
+        request = self._http.client.build_request(method, path, json=json_body, params=params, headers=headers)
+        response = await self._http.send(request, idempotent=idempotent, what="stream the image", stream=True)
         try:
-            async with self._http.client.stream(method, path, json=json_body, params=params, headers=headers) as resp:
-                if resp.is_error:
-                    await resp.aread()
-                    raise error_from_response(resp, what)
-                yield _decode(resp)
-        except httpx2.TimeoutException:
-            raise ServiceUnreachableError(
-                "Timed out waiting for Foundry's image stream.", hint="Try again in a minute.", code="timeout"
-            ) from None
-        except httpx2.TransportError as exc:
-            raise unreachable(what, exc) from None
+            yield _decode(response)
+        finally:
+            await response.aclose()
 
 
 async def _decode(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:

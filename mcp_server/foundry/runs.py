@@ -20,9 +20,14 @@ from typing import Any
 
 import anyio
 
-from mcp_server.errors import ServiceRefusedError, ServiceUnreachableError, UnexpectedResponseError
-from mcp_server.foundry.http import validate_body
-from mcp_server.foundry.responses import ResponsesClient, StreamDropped, stream_error
+from mcp_server.errors import (
+    FoundryImageError,
+    ServiceRefusedError,
+    ServiceUnreachableError,
+    UnexpectedResponseError,
+)
+from mcp_server.foundry.http import AmbiguousRequestError, validate_body
+from mcp_server.foundry.responses import REQUEST_TAG_KEY, ResponsesClient, StreamDropped, stream_error
 from mcp_server.protocol import (
     PENDING_STATUSES,
     STREAM_ERROR,
@@ -89,7 +94,7 @@ class ResponseRunner:
             raise ServiceUnreachableError(
                 f"The image was not ready after {self.settings.timeout:.0f} s.",
                 hint="Try a lower quality or a smaller size, or raise FOUNDRY_IMAGE_MCP_TIMEOUT.",
-                code="timeout",
+                code="deadline",
             )
         return result
 
@@ -128,9 +133,28 @@ class ResponseRunner:
             raise
 
     async def _polled(self, request: CreateResponseRequest, hooks: RunHooks, status: _Status) -> Response:
-        created = await self.responses.create(request)
+        try:
+            created = await self.responses.create(request)
+        except AmbiguousRequestError as exc:
+            found = await self._lost_create(request, exc)
+            created = found if found is not None else await self.responses.create(request)
         await hooks.on_started(created.id)
         return await self._poll(created, status)
+
+    async def _lost_create(self, request: CreateResponseRequest, error: AmbiguousRequestError) -> Response | None:
+        """After a create whose answer was lost: the response the service made of it, or None if it made none."""
+        tag = (request.metadata or {}).get(REQUEST_TAG_KEY)
+        if not tag:
+            raise error
+        agent = request.agent_reference.name if request.agent_reference else None
+        try:
+            found = await self.responses.find_by_tag(tag, agent)
+        except FoundryImageError:
+            raise error from None
+        logger.warning(
+            "A create's answer was lost (%s); %s", error.message, f"found {found.id}" if found else "retrying"
+        )
+        return found
 
     async def _poll(self, response: Response, status: _Status) -> Response:
         delay = min(FIRST_POLL_DELAY, self.settings.poll_interval)
@@ -144,8 +168,15 @@ class ResponseRunner:
     async def _streamed(self, request: CreateResponseRequest, hooks: RunHooks, status: _Status) -> Response:
         reader = _StreamReader(hooks, status)
         try:
-            async with self.responses.stream(request) as events:
-                return await reader.consume(events)
+            try:
+                async with self.responses.stream(request) as events:
+                    return await reader.consume(events)
+            except AmbiguousRequestError as exc:
+                found = await self._lost_create(request, exc)
+                if found is None:
+                    async with self.responses.stream(request) as events:
+                        return await reader.consume(events)
+                await reader.adopt(found.id)
         except StreamDropped as exc:
             if not reader.response_id:
                 raise ServiceUnreachableError("Foundry's image stream broke before it started.") from None
@@ -182,6 +213,11 @@ class _StreamReader:
         self.response_id = ""
         self.last_sequence = -1
         self.image_item: dict[str, Any] | None = None
+
+    async def adopt(self, response_id: str) -> None:
+        """Follow a response found after its create's answer was lost, from its first event."""
+        self.response_id = response_id
+        await self.hooks.on_started(response_id)
 
     async def consume(self, events: AsyncIterator[dict[str, Any]]) -> Response:
         async for event in events:
