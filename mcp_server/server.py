@@ -220,12 +220,12 @@ def build_server(settings: Settings) -> ImageServer:
         quality: Annotated[Quality, Field(description="Rendering quality; low is fastest.")] = "auto",
         output_format: Annotated[OutputFormat, Field(description="File format of the image.")] = "png",
         output_compression: Annotated[
-            int | None, Field(ge=0, le=100, description="0-100 compression, only for jpeg and webp.")
+            int | None, Field(ge=0, le=100, strict=True, description="0-100 compression, only for jpeg and webp.")
         ] = None,
         background: Annotated[Background, Field(description="transparent needs output_format png or webp.")] = "auto",
         moderation: Annotated[Moderation, Field(description="Content moderation strictness.")] = "auto",
         partial_images: Annotated[
-            int, Field(ge=0, le=3, description="Stream this many partial images as progress (0-3).")
+            int, Field(ge=0, le=3, strict=True, description="Stream this many partial images as progress (0-3).")
         ] = 0,
         *,
         ctx: Context[AppState, Any],
@@ -298,12 +298,12 @@ def build_server(settings: Settings) -> ImageServer:
         quality: Annotated[Quality, Field(description="Rendering quality; low is fastest.")] = "auto",
         output_format: Annotated[OutputFormat, Field(description="File format of the result.")] = "png",
         output_compression: Annotated[
-            int | None, Field(ge=0, le=100, description="0-100 compression, only for jpeg and webp.")
+            int | None, Field(ge=0, le=100, strict=True, description="0-100 compression, only for jpeg and webp.")
         ] = None,
         background: Annotated[Background, Field(description="transparent needs output_format png or webp.")] = "auto",
         moderation: Annotated[Moderation, Field(description="Content moderation strictness.")] = "auto",
         partial_images: Annotated[
-            int, Field(ge=0, le=3, description="Stream this many partial images as progress (0-3).")
+            int, Field(ge=0, le=3, strict=True, description="Stream this many partial images as progress (0-3).")
         ] = 0,
         *,
         roots: Annotated[ListRootsResult, Resolve(client_roots)],
