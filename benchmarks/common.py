@@ -66,7 +66,7 @@ class Figure:
         return "PASS" if "PASS" in statuses else "INFO"
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "title": self.title, "status": self.status, **asdict(self)}
+        return {**asdict(self), "status": self.status}
 
 
 def machine_info() -> dict[str, Any]:
@@ -116,9 +116,13 @@ def format_figure(figure: Figure) -> str:
     widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
     out = [f"== {figure.title} [{figure.status}]"]
     if lines:
-        out.extend("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in [header, *lines])
+        out.extend(
+            "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+            for cells in [header, *lines]
+        )
     out.extend(f"  {note}" for note in figure.notes)
-    out.append("  (median (min–max, n) per cell)" if lines else "")
+    if lines:
+        out.append("  (cells: median (min–max, n))")
     return "\n".join(out)
 
 

@@ -70,13 +70,14 @@ class EntraTokenAuth(httpx2.Auth):
                 and time.time() < self._expires_on - REFRESH_MARGIN_SECONDS
             ):
                 return self._token
-            token, self._expires_on = await anyio.to_thread.run_sync(self._fetch)
+            token, self._expires_on = await anyio.to_thread.run_sync(self._fetch, force_refresh)
             self._token = token
             return token
 
-    def _fetch(self) -> tuple[str, float]:
+    def _fetch(self, fresh: bool = False) -> tuple[str, float]:
         try:
-            if self._credential is None:
+            if self._credential is None or fresh:
+                # A new credential: azure-identity caches tokens per credential and would hand back the rejected one.
                 self._credential = self._factory()
             access = self._credential.get_token(TOKEN_SCOPE)
         except Exception as exc:

@@ -44,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8765)
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds added to each image generation")
+    emulator.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault_spec,
+        metavar="NAME[:COUNT]",
+        help="inject fault NAME into the next COUNT (default 1) responses creates; repeatable. Names: 429, "
+        "429-bare, 500, 502, 503, reset, reset-after-accept, stall, truncate-body, truncate-stream, filter-400, "
+        "filter-failed, filter-call, filter-incomplete, token-expired, forbidden-preview, deployment-missing",
+    )
+    emulator.add_argument(
+        "--stall-seconds", type=float, default=30.0, help="how long the 'stall' fault holds an answer back"
+    )
     emulator.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
 
     demo = sub.add_parser("demo", help="generate an image end to end against the emulator; no Azure needed")
@@ -114,8 +127,18 @@ def _run_server(settings: Any) -> int:
     return 0
 
 
+def _fault_spec(text: str) -> tuple[str, int]:
+    from mcp_server.emulator.faults import parse_fault_spec
+
+    try:
+        return parse_fault_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run_emulator(args: argparse.Namespace) -> int:
     from mcp_server.emulator import EmulatorConfig, serve_emulator
 
-    serve_emulator(EmulatorConfig(latency=args.latency), host=args.host, port=args.port)
+    config = EmulatorConfig(latency=args.latency, faults=tuple(args.fault), stall_seconds=args.stall_seconds)
+    serve_emulator(config, host=args.host, port=args.port)
     return 0

@@ -61,6 +61,9 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
 CancelCheck = Callable[[], bool]
 PROGRESS_TOTAL: Final = 100.0
+PREVIEW_LIMITER: Final = anyio.CapacityLimiter(2)
+"""Previews decode whole images: a few at a time keeps memory flat under concurrency, at no cost in
+throughput since the work is CPU-bound."""
 MASK_INPUT: Final = "mask_file_id"
 MASK_INPUT_DECLARATION: Final = {
     MASK_INPUT: {"description": "File id of the uploaded edit mask (PNG with alpha).", "required": True}
@@ -388,7 +391,9 @@ class ImageService:
     async def _render_partial(self, uri: str, b64: str) -> None:
         try:
             data = base64.b64decode(b64)
-            preview: Preview | None = await anyio.to_thread.run_sync(make_preview, data, PARTIAL_PREVIEW_SIDE)
+            preview: Preview | None = await anyio.to_thread.run_sync(
+                make_preview, data, PARTIAL_PREVIEW_SIDE, limiter=PREVIEW_LIMITER
+            )
         except (ValueError, OSError) as exc:  # a damaged partial must not fail the generation
             logger.warning("Could not render partial image %s: %s", uri, exc)
             preview = None
@@ -404,17 +409,18 @@ class ImageService:
             return
         image = extract_image(response)
         metadata = {key: record.get(key) for key in _PROVENANCE_KEYS}
-        stored, _ = await anyio.to_thread.run_sync(self._save, image, metadata)
+        stored = await anyio.to_thread.run_sync(self._save, image, metadata)
         logger.info("Stored %s from generation %s after its caller left", stored.file_name, response_id)
 
     async def _finish(self, response: Response, ref: AgentVersionRef, call: _Call) -> GeneratedImage:
         image = extract_image(response)
         await call.progress.at(95, "Saving the image")
-        record, preview = await anyio.to_thread.run_sync(self._save, image, call.provenance(ref))
+        record = await anyio.to_thread.run_sync(self._save, image, call.provenance(ref))
+        preview = await anyio.to_thread.run_sync(make_preview, image.data, limiter=PREVIEW_LIMITER)
         await call.progress.at(100, f"Saved {record.file_name}")
         return GeneratedImage(record=record, preview=preview, inputs=call.inputs, parent=call.parent)
 
-    def _save(self, image: ImageResult, provenance: dict[str, Any]) -> tuple[ImageRecord, Preview]:
+    def _save(self, image: ImageResult, provenance: dict[str, Any]) -> ImageRecord:
         info = inspect_image(image.data)
         record = self._store.save(
             image.data,
@@ -424,7 +430,7 @@ class ImageService:
             metadata={**provenance, "revised_prompt": image.call.revised_prompt, "response_id": image.response_id},
         )
         self._store.drop_pending(image.response_id)
-        return record, make_preview(image.data)
+        return record
 
 
 _PROVENANCE_KEYS: Final = ("kind", "prompt", "options", "agent_name", "agent_version", "inputs", "parent")

@@ -57,21 +57,24 @@ def make_preview(data: bytes, max_side: int = PREVIEW_MAX_SIDE, budget: int = PR
 
     with Image.open(io.BytesIO(data)) as source:
         source.draft("RGB", (max_side, max_side))  # JPEG decodes at reduced scale: much faster
-        image = source.convert("RGBA") if _has_alpha(source) else source.convert("RGB")
-    side = max_side
-    while True:
-        thumb = image.copy()
-        thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        if thumb.mode == "RGBA":
-            thumb.save(buffer, format="PNG", optimize=False, compress_level=6)
-            mime = "image/png"
-        else:
-            thumb.save(buffer, format="JPEG", quality=82, optimize=True)
-            mime = "image/jpeg"
-        if buffer.tell() <= budget or side <= 64:
-            return Preview(buffer.getvalue(), mime, thumb.width, thumb.height)
-        side = int(side * 0.75)
+        mode = "RGBA" if _has_alpha(source) else "RGB"
+        image = source if source.mode == mode else source.convert(mode)
+        side = max_side
+        while True:
+            scale = min(1.0, side / max(image.size))
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            # reducing_gap: Pillow first shrinks by an integer factor (cheap), then resamples the rest.
+            thumb = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
+            buffer = io.BytesIO()
+            if mode == "RGBA":
+                thumb.save(buffer, format="PNG", compress_level=6)
+                mime = "image/png"
+            else:
+                thumb.save(buffer, format="JPEG", quality=82, optimize=True)
+                mime = "image/jpeg"
+            if buffer.tell() <= budget or side <= 64:
+                return Preview(buffer.getvalue(), mime, thumb.width, thumb.height)
+            side = int(side * 0.75)
 
 
 def _has_alpha(image: object) -> bool:

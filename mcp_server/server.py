@@ -29,7 +29,7 @@ from mcp_server.background import BackgroundJobs
 from mcp_server.config import Settings
 from mcp_server.errors import FoundryImageError
 from mcp_server.foundry.agents import AgentRegistry
-from mcp_server.foundry.http import FoundryHttp, open_client
+from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.runs import RunSettings
 from mcp_server.generation import ImageOptions, ImageService
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
@@ -67,7 +67,7 @@ Describe subject, style, composition and any text to render in the prompt; choos
 class AppState:
     service: ImageService
     resolver: InputResolver
-    http: httpx2.AsyncClient
+    http: FoundryHttp
 
 
 def client_roots(
@@ -153,13 +153,15 @@ def build_server(settings: Settings) -> ImageServer:
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         auth = ApiKeyAuth(settings.api_key.get_secret_value()) if settings.api_key else EntraTokenAuth()
+        http = FoundryHttp(
+            lambda: build_client(settings.endpoint, auth, _timeouts(settings)),
+            image_deployment=settings.image_deployment,
+        )
         async with (
-            open_client(settings.endpoint, auth, _timeouts(settings)) as client,
             UrlFetcher(trusted_hosts=settings.trusted_url_hosts) as fetcher,
             anyio.create_task_group() as background,
         ):
             jobs = BackgroundJobs(background)
-            http = FoundryHttp(client, image_deployment=settings.image_deployment)
             registry = AgentRegistry(http, settings.agent_name, settings.model_deployment)
             service = ImageService(
                 http,
@@ -177,7 +179,7 @@ def build_server(settings: Settings) -> ImageServer:
             )
             await service.resume_pending()
             try:
-                yield AppState(service=service, resolver=resolver, http=client)
+                yield AppState(service=service, resolver=resolver, http=http)
             finally:
                 # Generations whose caller left get a grace period to land before the process exits;
                 # whatever is still running stays recorded and is resumed at the next start.
@@ -185,6 +187,7 @@ def build_server(settings: Settings) -> ImageServer:
                     if not await jobs.drain(SHUTDOWN_GRACE_SECONDS):
                         logger.warning("Leaving unfinished generations to be resumed at the next start")
                 background.cancel_scope.cancel()
+                await http.aclose()
 
     server = ImageServer(
         store,

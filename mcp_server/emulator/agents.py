@@ -11,9 +11,8 @@ from mcp_server.protocol import AGENTS_API_VERSION, AgentVersion
 
 from .context import Ctx
 from .errors import foundry_error, invalid_payload, not_found
+from .paging import page
 from .validation import validate_agent_name, validate_definition, validate_metadata
-
-_MAX_LIMIT = 100
 
 
 def _create(ctx: Ctx, name: str, body: dict[str, Any]) -> AgentVersion:
@@ -51,36 +50,6 @@ def _versions_or_404(ctx: Ctx, name: str) -> list[AgentVersion]:
     return versions
 
 
-def _page(ctx: Ctx, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Cursor paging as the Foundry list operations do it: `after`/`before` name an item id."""
-    order = ctx.query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise invalid_payload("order must be 'asc' or 'desc'.", "order")
-    try:
-        limit = int(ctx.query.get("limit", "20"))
-    except ValueError:
-        raise invalid_payload("limit must be an integer.", "limit") from None
-    if not 1 <= limit <= _MAX_LIMIT:
-        raise invalid_payload(f"limit must be between 1 and {_MAX_LIMIT}.", "limit")
-    ordered = items if order == "asc" else list(reversed(items))
-    ids = [item[key] for item in ordered]
-    if "after" in ctx.query:
-        cursor = ctx.query["after"]
-        ordered = ordered[ids.index(cursor) + 1 :] if cursor in ids else []
-    if "before" in ctx.query:
-        cursor = ctx.query["before"]
-        ids = [item[key] for item in ordered]
-        ordered = ordered[: ids.index(cursor)] if cursor in ids else []
-    page = ordered[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0][key] if page else None,
-        "last_id": page[-1][key] if page else None,
-        "has_more": len(ordered) > limit,
-    }
-
-
 async def create_version(ctx: Ctx) -> Response:
     ctx.require_api_version(AGENTS_API_VERSION)
     version = _create(ctx, ctx.params["name"], ctx.json_object())
@@ -109,13 +78,13 @@ async def list_agents(ctx: Ctx) -> Response:
     ctx.require_api_version(AGENTS_API_VERSION)
     agents = [_details(name, ctx.state.agent_versions(name)) for name in ctx.state.agent_names()]
     agents = [a for a in agents if a["versions"]]
-    return JSONResponse(_page(ctx, agents, "id"))
+    return JSONResponse(page(ctx, agents, "id"))
 
 
 async def list_versions(ctx: Ctx) -> Response:
     ctx.require_api_version(AGENTS_API_VERSION)
     versions = sorted(_versions_or_404(ctx, ctx.params["name"]), key=lambda v: int(v.version))
-    return JSONResponse(_page(ctx, [v.to_wire() for v in versions], "id"))
+    return JSONResponse(page(ctx, [v.to_wire() for v in versions], "id"))
 
 
 def _find_version(ctx: Ctx) -> AgentVersion:

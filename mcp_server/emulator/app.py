@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import agents, files, responses
 from .config import EmulatorConfig
 from .context import Ctx, Handler, endpoint, unknown_route
+from .faults import InjectedReset
 from .state import EmulatorState
+from .streaming import StreamDropped
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class _QuietResets:
+    """Lets a deliberately broken response end without a logged traceback: the server still drops the
+    connection, because the response was started but never completed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except (InjectedReset, StreamDropped):
+            return
 
 
 def _legacy(handler: Handler) -> Handler:
@@ -44,6 +62,7 @@ def _routes() -> list[tuple[str, str, Handler]]:
     for base, wrap in ((v1, False), (legacy, True)):
         for method, suffix, handler in (
             ("POST", "/responses", responses.create),
+            ("GET", "/responses", responses.list_responses),
             ("GET", "/responses/{response_id}", responses.retrieve),
             ("DELETE", "/responses/{response_id}", responses.delete),
             ("POST", "/responses/{response_id}/cancel", responses.cancel_response),
@@ -58,7 +77,7 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> St
     store = state if state is not None else EmulatorState()
     routes = [Route(path, endpoint(handler, store, config), methods=[method]) for method, path, handler in _routes()]
     routes.append(Route("/{path:path}", endpoint(unknown_route, store, config), methods=_ALL_METHODS))
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(_QuietResets)])
     app.state.emulator_state = store
     app.state.emulator_config = config
     return app

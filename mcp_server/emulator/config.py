@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .faults import parse_fault_spec
+
 DEFAULT_IMAGE_DEPLOYMENTS = frozenset({"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
 DEFAULT_MODEL_DEPLOYMENTS = frozenset(
     {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3", "gpt-5", "gpt-5-mini"}
@@ -37,3 +39,14 @@ class EmulatorConfig:
 
     Unverified on the real service (foundry-protocol.md §10.7); turning it off lets tests
     exercise the client's fallback to direct `model` + `tools` calls for masks."""
+    faults: tuple[tuple[str, int], ...] = ()
+    """Faults scheduled at start, as (name, count): each is given to the next `count` responses creates
+    (`EmulatorState.inject(name, times=count)`). The names are those of `faults.FAULTS`."""
+    stall_seconds: float = 30.0
+    """How long the `stall` fault holds an answer back."""
+
+    def __post_init__(self) -> None:
+        for name, count in self.faults:
+            parse_fault_spec(f"{name}:{count}")
+        if self.stall_seconds < 0:
+            raise ValueError(f"stall_seconds must not be negative, not {self.stall_seconds}")

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from . import faults
 from .config import EmulatorConfig
 from .errors import ApiError, foundry_error, invalid_payload, not_found, openai_error, unauthorized
 from .state import EmulatorState, RecordedRequest
@@ -29,6 +30,8 @@ class Ctx:
     params: dict[str, str]
     state: EmulatorState
     config: EmulatorConfig
+    fault: str | None = None
+    """The injected fault this request is answered with (see faults.py), for handlers that shape their answer."""
 
     def json_object(self) -> dict[str, Any]:
         if not isinstance(self.body, dict):
@@ -68,6 +71,29 @@ def _authenticated(headers: dict[str, str], config: EmulatorConfig) -> bool:
     return bool(key) and (config.accepted_api_keys is None or key in config.accepted_api_keys)
 
 
+async def _processed(handler: Handler, ctx: Ctx) -> Response:
+    """The handler's answer, with its errors turned into error responses."""
+    try:
+        return await handler(ctx)
+    except ApiError as error:
+        logger.info("%s %s -> %d %s", ctx.request.method, ctx.request.url.path, error.status, error)
+        return error.response()
+
+
+async def _serve(handler: Handler, ctx: Ctx) -> Response:
+    if not _authenticated(ctx.headers, ctx.config):
+        raise unauthorized()
+    if ctx.params.get("project", ctx.config.project) != ctx.config.project:
+        raise not_found(f"Project {ctx.params['project']!r} was not found.", "project")
+    if ctx.raw and "json" in ctx.headers.get("content-type", "") and ctx.body is None:
+        raise invalid_payload("The request body is not valid JSON.", None)
+    fault = faults.choose_fault(ctx)
+    if fault is None:
+        return await handler(ctx)
+    logger.info("%s %s: injecting fault %r", ctx.request.method, ctx.request.url.path, fault)
+    return await faults.apply(fault, ctx, lambda c: _processed(handler, c))
+
+
 def endpoint(
     handler: Handler, state: EmulatorState, config: EmulatorConfig
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -75,20 +101,13 @@ def endpoint(
         raw = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         query = dict(request.query_params)
-        content_type = headers.get("content-type", "")
-        body = _parse_json(raw, content_type)
+        body = _parse_json(raw, headers.get("content-type", ""))
         state.record(RecordedRequest(request.method, request.url.path, query, headers, body))
         params = {k: str(v) for k, v in request.path_params.items()}
         ctx = Ctx(request, body, raw, headers, query, params, state, config)
         request_id = uuid.uuid4().hex
         try:
-            if not _authenticated(headers, config):
-                raise unauthorized()
-            if params.get("project", config.project) != config.project:
-                raise not_found(f"Project {params['project']!r} was not found.", "project")
-            if raw and "json" in content_type and body is None:
-                raise invalid_payload("The request body is not valid JSON.", None)
-            response = await handler(ctx)
+            response = await _serve(handler, ctx)
         except ApiError as error:
             logger.info("%s %s -> %d %s", request.method, request.url.path, error.status, error)
             response = error.response()

@@ -18,6 +18,18 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_TEXT = "Here is the image you asked for."
 _ITEM_KEYS = ("size", "quality", "background", "output_format")
+FILTERED_IMAGE_ERROR = {
+    "code": "image_content_policy_violation",
+    "message": "Generated image was filtered as a result of our safety system.",
+}
+# How the injected content-filter faults end a response: the terminal event and the Response fields it sets.
+_FILTER_ENDINGS: dict[str | None, tuple[str, dict[str, Any]]] = {
+    "filter-failed": ("response.failed", {"status": "failed", "error": FILTERED_IMAGE_ERROR}),
+    "filter-incomplete": (
+        "response.incomplete",
+        {"status": "incomplete", "incomplete_details": {"reason": "content_filter"}},
+    ),
+}
 
 
 def emit(stored: StoredResponse, state: EmulatorState, event_type: str, **fields: Any) -> None:
@@ -72,6 +84,10 @@ async def _run(plan: Plan, stored: StoredResponse, state: EmulatorState, config:
         output: list[dict[str, Any]] = []
         if plan.image_tool is not None:
             output.append(await _image_call(plan, stored, state, config, len(output)))
+        if plan.content_filter in _FILTER_ENDINGS:
+            event_type, fields = _FILTER_ENDINGS[plan.content_filter]
+            emit(stored, state, event_type, response=update(stored, state, output=output, usage=_usage(plan), **fields))
+            return
         output.append(_message(stored, state, len(output)))
         completed = update(
             stored, state, status="completed", completed_at=int(time.time()), output=output, usage=_usage(plan)
@@ -101,6 +117,12 @@ async def _image_call(
     emit(stored, state, "response.image_generation_call.generating", output_index=index, item_id=item_id)
     if config.latency > 0:
         await asyncio.sleep(config.latency)
+    if plan.content_filter is not None:
+        # The safety system withheld the image: the call fails, and no image (nor partial) is sent.
+        item = {**item, "status": "failed", "result": None}
+        update(stored, state, output=[item])
+        emit(stored, state, "response.output_item.done", output_index=index, item=item)
+        return item
     spec, images, mask = plan.spec, plan.images, plan.mask
     # The default executor, unlike anyio's workers, is drained by asyncio.run, so stopping mid-render is clean.
     result: RenderResult = await asyncio.to_thread(render, spec, images, mask)

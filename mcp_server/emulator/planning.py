@@ -49,6 +49,8 @@ class Plan:
     spec: RenderSpec | None = None
     images: list[Image.Image] = field(default_factory=list[Image.Image])
     mask: Image.Image | None = None
+    content_filter: str | None = None
+    """An injected content-filter outcome: filter-failed, filter-call or filter-incomplete (see faults.py)."""
 
 
 def resolve_tool(tool: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from mcp_server.protocol import LEGACY_RESPONSES_API_VERSION
 
 from .context import Ctx
 from .errors import foundry_error, invalid_payload, openai_error
+from .faults import PROCESSED_FILTERS
 from .generation import cancel, start
+from .paging import page
 from .planning import build_plan
 from .state import StoredResponse
 from .streaming import event_stream
@@ -37,15 +39,31 @@ async def create(ctx: Ctx) -> Response:
     _check_legacy(ctx)
     body = ctx.json_object()
     plan = build_plan(body, ctx.headers, ctx.state, ctx.config)
+    if ctx.fault in PROCESSED_FILTERS:
+        plan.content_filter = ctx.fault
     stored = start(plan, body, ctx.state, ctx.config)
     if plan.stream:
         header = ctx.headers.get("x-emulator-drop-stream-after")
         drop_after = int(header) if header and header.isdigit() else ctx.config.drop_stream_after
-        return event_stream(stored, drop_after=drop_after)
+        # The truncate-stream fault: the stream ends cleanly, its terminal event never sent.
+        end_after = "response.in_progress" if ctx.fault == "truncate-stream" else None
+        return event_stream(stored, drop_after=drop_after, end_after=end_after)
     if not plan.background and stored.task is not None:
         # Shielded: a client that hangs up must not leave the stored response half-made.
         await asyncio.shield(stored.task)
     return JSONResponse(stored.response)
+
+
+async def list_responses(ctx: Ctx) -> Response:
+    """The Azure-only list (protocol §1.3): newest first by default, optionally only one agent's responses."""
+    _check_legacy(ctx)
+    agent_name = ctx.query.get("agent_name")
+    items = []
+    for stored in ctx.state.responses.values():
+        ref = stored.response.get("agent_reference") or {}
+        if agent_name is None or ref.get("name") == agent_name:
+            items.append(stored.response)
+    return JSONResponse(page(ctx, items, "id"))
 
 
 async def retrieve(ctx: Ctx) -> Response:

@@ -33,6 +33,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _initial_state(config: EmulatorConfig) -> EmulatorState:
+    state = EmulatorState()
+    for fault, times in config.faults:
+        state.inject(fault, times=times)
+    return state
+
+
 def _server(config: EmulatorConfig, state: EmulatorState) -> uvicorn.Server:
     app = create_app(config, state)
     uv_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
@@ -44,7 +51,7 @@ class RunningEmulator:
 
     def __init__(self, config: EmulatorConfig, host: str, port: int) -> None:
         self.config = config
-        self.state = EmulatorState()
+        self.state = _initial_state(config)
         self._socket = _bind(host, port)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
@@ -96,7 +103,10 @@ def serve_emulator(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 
     logger.warning(
         "Foundry emulator listening: endpoint http://%s:%d/api/projects/%s", host, bound_port, config.project
     )
-    server = _server(config, EmulatorState())
+    if config.faults:
+        shown = ", ".join(f"{name} x{times}" for name, times in config.faults)
+        logger.warning("Faults scheduled for the next responses creates: %s", shown)
+    server = _server(config, _initial_state(config))
     try:
         server.run(sockets=[sock])
     finally:

@@ -7,11 +7,14 @@ access goes through one lock and the public views are snapshots.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_server.protocol import AgentVersion, FileObject
+
+from .faults import check_fault
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,20 @@ class StoredResponse:
         return str(self.response.get("status"))
 
 
+@dataclass(frozen=True)
+class PendingFault:
+    """A scheduled fault: the next `remaining` requests with `method` (or any, for "*") and a path ending
+    with `path` get it."""
+
+    fault: str
+    method: str
+    path: str
+    remaining: int
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in ("*", method.upper()) and path.endswith(self.path)
+
+
 class EmulatorState:
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -53,6 +70,7 @@ class EmulatorState:
         self._next_version: dict[str, int] = {}
         self._responses: dict[str, StoredResponse] = {}
         self._files: dict[str, tuple[FileObject, bytes]] = {}
+        self._faults: list[PendingFault] = []
 
     # ------------------------------------------------------------ requests
 
@@ -68,6 +86,57 @@ class EmulatorState:
     def count(self, method: str, path_suffix: str) -> int:
         with self.lock:
             return sum(1 for r in self._requests if r.method == method.upper() and r.path.endswith(path_suffix))
+
+    # ------------------------------------------------------------ faults
+
+    def inject(self, fault: str, *, method: str = "POST", path: str = "/openai/v1/responses", times: int = 1) -> None:
+        """Give `fault` to the next `times` requests whose method matches (`"*"`: any) and whose path ends
+        with `path`. Schedules are consumed first in, first out; unknown fault names raise ValueError."""
+        check_fault(fault)
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times}")
+        with self.lock:
+            self._faults.append(PendingFault(fault, method.upper(), path, times))
+
+    def pending_faults(self) -> list[PendingFault]:
+        with self.lock:
+            return list(self._faults)
+
+    def take_fault(self, method: str, path: str) -> str | None:
+        """Consume one use of the first scheduled fault that matches this request."""
+        with self.lock:
+            for index, pending in enumerate(self._faults):
+                if pending.matches(method, path):
+                    if pending.remaining > 1:
+                        self._faults[index] = dataclasses.replace(pending, remaining=pending.remaining - 1)
+                    else:
+                        del self._faults[index]
+                    return pending.fault
+            return None
+
+    # ------------------------------------------------------------ a throw-away copy
+
+    def sandbox(self) -> EmulatorState:
+        """A detached copy: whatever a request does to it leaves this state untouched (no faults, no requests).
+
+        Copied responses are closed, so a stream read from the copy ends with the events logged so far."""
+        copy = EmulatorState()
+        with self.lock:
+            copy._agents = {name: list(versions) for name, versions in self._agents.items()}
+            copy._next_version = dict(self._next_version)
+            copy._files = dict(self._files)
+            copy._responses = {
+                key: dataclasses.replace(
+                    stored,
+                    events=list(stored.events),
+                    sent_at=dict(stored.sent_at),
+                    closed=True,
+                    task=None,
+                    waker=asyncio.Event(),
+                )
+                for key, stored in self._responses.items()
+            }
+        return copy
 
     # ------------------------------------------------------------ agents
 

@@ -20,7 +20,9 @@ class StreamDropped(ConnectionError):
     """Raised inside a streaming body: uvicorn then aborts the connection mid-stream, as a network fault would."""
 
 
-async def _follow(stored: StoredResponse, starting_after: int, drop_after: int | None) -> AsyncIterator[str]:
+async def _follow(
+    stored: StoredResponse, starting_after: int, drop_after: int | None, end_after: str | None
+) -> AsyncIterator[str]:
     # Sequence numbers equal log positions, so the replay starts right after `starting_after`.
     position = max(0, starting_after + 1)
     sent = 0
@@ -31,6 +33,8 @@ async def _follow(stored: StoredResponse, starting_after: int, drop_after: int |
             chunk = format_event(stored.events[position])
             stored.sent_at.setdefault(position, time.monotonic())
             yield chunk
+            if stored.events[position]["type"] == end_after:
+                return
             position += 1
             sent += 1
         if stored.closed:
@@ -39,10 +43,15 @@ async def _follow(stored: StoredResponse, starting_after: int, drop_after: int |
         await stored.waker.wait()
 
 
-def event_stream(stored: StoredResponse, starting_after: int = -1, drop_after: int | None = None) -> StreamingResponse:
-    """The response's events after `starting_after`, live until the terminal one; `drop_after` cuts it short."""
+def event_stream(
+    stored: StoredResponse, starting_after: int = -1, drop_after: int | None = None, end_after: str | None = None
+) -> StreamingResponse:
+    """The response's events after `starting_after`, live until the terminal one.
+
+    `drop_after` aborts the connection after that many events; `end_after` ends the stream cleanly right after
+    the first event of that type."""
     return StreamingResponse(
-        _follow(stored, starting_after, drop_after),
+        _follow(stored, starting_after, drop_after, end_after),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )

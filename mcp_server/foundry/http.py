@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -45,10 +44,29 @@ DEPLOYMENT_HINT = (
 class FoundryHttp:
     """Thin wrapper over the shared client: the project endpoint as base URL, retries, error mapping."""
 
-    def __init__(self, client: httpx2.AsyncClient, *, image_deployment: str, retry: RetryPolicy | None = None) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: httpx2.AsyncClient | Callable[[], httpx2.AsyncClient],
+        *,
+        image_deployment: str,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._client = client if isinstance(client, httpx2.AsyncClient) else None
+        self._factory = None if isinstance(client, httpx2.AsyncClient) else client
         self.image_deployment = image_deployment
         self.retry = retry or RetryPolicy()
+
+    @property
+    def client(self) -> httpx2.AsyncClient:
+        """The shared client, built on first use: its TLS set-up would otherwise delay the MCP handshake."""
+        if self._client is None:
+            assert self._factory is not None
+            self._client = self._factory()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
     async def request_json(
         self,
@@ -261,14 +279,3 @@ def build_client(endpoint: str, auth: httpx2.Auth, timeout: httpx2.Timeout = DEF
         limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
         follow_redirects=False,
     )
-
-
-@asynccontextmanager
-async def open_client(
-    endpoint: str, auth: httpx2.Auth, timeout: httpx2.Timeout = DEFAULT_TIMEOUT
-) -> AsyncIterator[httpx2.AsyncClient]:
-    client = build_client(endpoint, auth, timeout)
-    try:
-        yield client
-    finally:
-        await client.aclose()

@@ -18,8 +18,14 @@ from mcp_server.errors import (
     ServiceRefusedError,
     UnexpectedResponseError,
 )
-from mcp_server.foundry.http import FoundryHttp, validate_body
-from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, CreateResponseRequest, ImageGenerationCall, Response
+from mcp_server.foundry.http import FoundryHttp, parse_json_object, validate_body
+from mcp_server.protocol import (
+    IMAGE_DEPLOYMENT_HEADER,
+    TERMINAL_STATUSES,
+    CreateResponseRequest,
+    ImageGenerationCall,
+    Response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +125,19 @@ class ResponsesClient:
         request = self._http.client.build_request(method, path, json=json_body, params=params, headers=headers)
         response = await self._http.send(request, idempotent=idempotent, what="stream the image", stream=True)
         try:
-            yield _decode(response)
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                yield _decode(response)
+            else:
+                # A service (or proxy) that ignored `stream: true` and answered with the JSON object.
+                body = parse_json_object(await response.aread(), "stream the image")
+                yield _as_events(validate_body(Response, body, "response"))
         finally:
             await response.aclose()
+
+
+async def _as_events(response: Response) -> AsyncIterator[dict[str, Any]]:
+    kind = "response.completed" if response.status in TERMINAL_STATUSES else "response.created"
+    yield {"type": kind, "response": response.to_wire()}
 
 
 async def _decode(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:

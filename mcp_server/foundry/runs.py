@@ -171,8 +171,12 @@ class ResponseRunner:
             try:
                 async with self.responses.stream(request) as events:
                     return await reader.consume(events)
-            except AmbiguousRequestError as exc:
-                found = await self._lost_create(request, exc)
+            except (AmbiguousRequestError, StreamDropped) as exc:
+                if reader.response_id:
+                    raise
+                # The create was sent but nothing came back that names it: was it accepted?
+                lost = exc if isinstance(exc, AmbiguousRequestError) else _lost_stream(exc)
+                found = await self._lost_create(request, lost)
                 if found is None:
                     async with self.responses.stream(request) as events:
                         return await reader.consume(events)
@@ -195,6 +199,12 @@ class ResponseRunner:
             await anyio.sleep(self.settings.heartbeat)
             elapsed = time.monotonic() - started
             await hooks.on_heartbeat(f"Still generating ({elapsed:.0f} s, {status.value.replace('_', ' ')})")
+
+
+def _lost_stream(exc: StreamDropped) -> AmbiguousRequestError:
+    return AmbiguousRequestError(
+        f"Foundry's image stream broke before naming its response ({exc}).", hint="This is usually temporary."
+    )
 
 
 @dataclass

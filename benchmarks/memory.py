@@ -1,0 +1,84 @@
+"""Figure 3: peak RSS of the server with N concurrent generations in flight over one stdio session.
+
+Each repetition runs a fresh server: one warm-up generation (imports Pillow, creates the agent
+version), then its idle `VmRSS`, then its peak is reset (`/proc/<pid>/clear_refs` ← 5, so the
+warm-up does not count) and N `generate_image` calls go out at once; the peak is `VmHWM`
+afterwards. The budget is idle + 3x the bytes of the N images returned.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import anyio
+
+from .common import Figure, Row, Stats, proc_status_kib
+from .harness import generate, served
+
+TARGET_FACTOR = 3.0
+MIB = 1024 * 1024
+
+
+def _reset_peak(pid: int) -> bool:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+async def _one_run(concurrency: int, size: str) -> tuple[float, float, int, bool]:
+    """(idle bytes, peak bytes, image bytes in flight, whether the peak could be reset) for one fresh server."""
+    async with served() as served_:
+        await generate(served_.client, "warm-up: a quiet harbour", size)
+        idle = proc_status_kib(served_.pid, "VmRSS") * 1024.0
+        reset = _reset_peak(served_.pid)
+        sizes: list[int] = []
+
+        async def one(index: int) -> None:
+            meta = await generate(served_.client, f"picture {index}: a busy market street in the rain", size)
+            sizes.append(int(meta["bytes"]))
+
+        async with anyio.create_task_group() as tg:
+            for index in range(concurrency):
+                tg.start_soon(one, index)
+        peak = proc_status_kib(served_.pid, "VmHWM") * 1024.0
+    return idle, peak, sum(sizes), reset
+
+
+async def run(repeat: int, concurrency: int = 16, size: str = "1536x1024") -> Figure:
+    runs = [await _one_run(concurrency, size) for _ in range(repeat)]
+    idle = [r[0] for r in runs]
+    peak = [r[1] for r in runs]
+    in_flight = [r[2] for r in runs]
+    factors = [(p - i) / b for i, p, b, _ in runs]
+    passed = all(p < i + TARGET_FACTOR * b for i, p, b, _ in runs)
+    figure = Figure("memory", f"3. Memory: peak RSS with {concurrency} concurrent {size} generations (stdio)")
+    figure.rows.append(
+        Row(
+            label="peak vs idle",
+            measured=Stats.of([p / MIB for p in peak]),
+            baseline=Stats.of([i / MIB for i in idle]),
+            comparison=Stats.of(factors),
+            unit="MiB",
+            comparison_unit="x image bytes",
+            target=f"peak < idle + {TARGET_FACTOR:.0f}x image bytes",
+            status="PASS" if passed else "FAIL",
+        )
+    )
+    budget = Stats.of([(i + TARGET_FACTOR * b) / MIB for i, _, b, _ in runs])
+    figure.notes.append(
+        f"image bytes in flight: {Stats.of([b / MIB for b in in_flight]).show('MiB', 2)}; "
+        f"budget (idle + {TARGET_FACTOR:.0f}x bytes): {budget.show('MiB')}"
+    )
+    figure.notes.append("comparison: (peak − idle) / image bytes in flight")
+    width, height = (int(side) for side in size.split("x"))
+    bitmap = width * height * 4  # Pillow keeps RGB and RGBA pixels in 4 bytes
+    figure.notes.append(
+        f"one decoded {size} bitmap is {bitmap / MIB:.1f} MiB, {bitmap / statistics.median(in_flight):.1f}x all "
+        "image bytes in flight: with the emulator's small PNGs, one preview decode alone exceeds the budget"
+    )
+    if not all(r[3] for r in runs):
+        figure.notes.append("could not reset VmHWM after the warm-up: the peak may include it")
+    return figure

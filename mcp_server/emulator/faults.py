@@ -1,0 +1,313 @@
+"""Injected faults: rate limits, server errors, broken connections, stalls and content filters.
+
+A fault is chosen for a request, in this order of precedence, by
+- the `x-emulator-fault: <name>` request header;
+- a `[[fault:<name>]]` marker in the input text of a responses create (stripped before rendering);
+- the schedule: `EmulatorState.inject(name, method=..., path=..., times=...)`, which `EmulatorConfig.faults`
+  (and `foundry-image-mcp emulator --fault NAME[:COUNT]`) fill at start.
+The schedule is consumed only by the requests it applies to. Faults are chosen after authentication,
+so a request with bad credentials still gets its 401 and spends no scheduled fault.
+
+The faults (`FAULTS`):
+
+- `429`: HTTP 429 `rate_limit_exceeded` (OpenAI shape, `type:"requests"`) with `retry-after: 1`,
+  `retry-after-ms: 100`, `x-ratelimit-remaining-requests: 0` and `x-ratelimit-remaining-tokens: 0`.
+- `429-bare`: the same 429 without any retry-after or x-ratelimit header.
+- `500`, `502`, `503`: Foundry-shaped server errors (`server_error`, `bad_gateway`, `service_unavailable`, with
+  `additionalInfo.request_id`); the 503 also sends `retry-after: 1`.
+- `reset`: a reset before acceptance. The response start (200, with the JSON or event-stream headers the real
+  answer would have) is sent, then the connection is dropped without a complete body. Nothing is processed.
+- `reset-after-accept`: the request is processed first (a responses create exists and runs to completion),
+  then its answer is cut as with `reset`: a JSON answer after half its body, an event stream at once.
+- `stall`: the request is processed, then the answer is held back for `EmulatorConfig.stall_seconds` before
+  it is sent normally; a client with a shorter read timeout gives up first.
+- `truncate-body`: 200 with the first half of the real JSON body (its Content-Length matching the cut body),
+  i.e. malformed JSON. The real body is computed against a throw-away copy of the state, so nothing is
+  processed. A streamed create is answered as its non-streamed equivalent would be.
+- `truncate-stream`: the request is processed; the event stream of a responses create ends cleanly right
+  after `response.in_progress`, without its terminal event, so clients must resume with
+  `GET .../responses/{id}?stream=true&starting_after=N` (replays are never truncated). A JSON answer is
+  cut to its first half instead, as with `truncate-body` but processed.
+- `filter-400`: the prompt-level content filter block, HTTP 400 `content_filter` with
+  `innererror.content_filter_result` (protocol §4). Nothing is processed.
+- `filter-failed`: the response is processed but ends `failed` with `error.code:"image_content_policy_violation"`
+  and no image (streams end with `response.failed`).
+- `filter-call`: the response completes, but its `image_generation_call` item is `failed` with `result:null`.
+- `filter-incomplete`: the response ends `incomplete` with `incomplete_details.reason:"content_filter"` and no
+  image (streams end with `response.incomplete`).
+- `token-expired`: 401 `ExpiredAuthenticationToken` with `WWW-Authenticate: Bearer error="invalid_token"`.
+- `forbidden-preview`: 403 `preview_feature_required` (protocol §7.3).
+- `deployment-missing`: 404 `DeploymentNotFound`.
+
+Every fault applies to any route; the three processed content-filter faults only make sense on a responses
+create and act as `filter-400` anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response, StreamingResponse
+
+from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
+
+from .errors import INVALID_REQUEST, ApiError, deployment_not_found, foundry_error, invalid_payload
+
+if TYPE_CHECKING:
+    from .context import Ctx
+
+FAULTS: tuple[str, ...] = (
+    "429",
+    "429-bare",
+    "500",
+    "502",
+    "503",
+    "reset",
+    "reset-after-accept",
+    "stall",
+    "truncate-body",
+    "truncate-stream",
+    "filter-400",
+    "filter-failed",
+    "filter-call",
+    "filter-incomplete",
+    "token-expired",
+    "forbidden-preview",
+    "deployment-missing",
+)
+FAULT_HEADER = "x-emulator-fault"
+MARKER = re.compile(r"\[\[fault:([^\]]*)\]\]")
+PROCESSED_FILTERS = frozenset({"filter-failed", "filter-call", "filter-incomplete"})
+"""Content-filter faults that shape a generated response rather than refusing the request."""
+
+RATE_LIMIT_MESSAGE = (
+    "Requests to the Responses API have exceeded the rate limit of your current pricing tier. "
+    "Please retry after 1 second."
+)
+FILTER_MESSAGE = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
+    "Please modify your prompt and retry. To learn more about our content filtering policies please read our "
+    "documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
+)
+PREVIEW_MESSAGE = (
+    "Workflow agents is in preview. This operation requires the following opt-in preview feature(s): "
+    "WorkflowAgents=V1Preview. Include the 'Foundry-Features: WorkflowAgents=V1Preview' header in your request."
+)
+RATE_LIMIT_HEADERS = {
+    "retry-after": "1",
+    "retry-after-ms": "100",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-remaining-tokens": "0",
+}
+_SERVER_ERRORS = {
+    "500": (500, "server_error", "The server had an error while processing your request. Sorry about that!"),
+    "502": (502, "bad_gateway", "The upstream service returned an invalid response. Please retry."),
+    "503": (503, "service_unavailable", "The service is temporarily unavailable. Please retry after 1 second."),
+}
+
+Process = Callable[["Ctx"], Awaitable[Response]]
+"""Runs the route handler for a context and maps its errors to responses, as the route wrapper does."""
+
+
+class InjectedReset(RuntimeError):
+    """Raised inside a response body: uvicorn then drops the connection mid-response."""
+
+
+def check_fault(name: str) -> str:
+    if name not in FAULTS:
+        raise ValueError(f"unknown emulator fault {name!r}; known faults: {', '.join(FAULTS)}")
+    return name
+
+
+def parse_fault_spec(spec: str) -> tuple[str, int]:
+    """`NAME[:COUNT]` (the CLI's `--fault`), COUNT defaulting to 1."""
+    name, colon, count = spec.partition(":")
+    times = 1
+    if colon:
+        try:
+            times = int(count)
+        except ValueError:
+            raise ValueError(f"invalid fault count {count!r} in {spec!r}") from None
+    if times < 1:
+        raise ValueError(f"the fault count must be at least 1, not {times}")
+    return check_fault(name), times
+
+
+# ---------------------------------------------------------------- choosing the fault
+
+
+def is_responses_create(method: str, path: str) -> bool:
+    return method == "POST" and path.rstrip("/").endswith("/responses")
+
+
+def _unknown(name: str, param: str) -> ApiError:
+    return invalid_payload(f"Unknown emulator fault {name!r}. Known faults: {', '.join(FAULTS)}.", param)
+
+
+def _strip_markers(value: Any, found: list[str]) -> Any:
+    """The input with every `[[fault:...]]` removed from its texts; the names found go to `found`."""
+    if isinstance(value, str):
+        found.extend(match.group(1).strip() for match in MARKER.finditer(value))
+        return MARKER.sub("", value).strip() if MARKER.search(value) else value
+    if isinstance(value, list):
+        return [_strip_markers(item, found) for item in value]
+    if isinstance(value, dict):
+        stripped = dict(value)
+        for key in ("content", "text"):
+            if key in stripped:
+                stripped[key] = _strip_markers(stripped[key], found)
+        return stripped
+    return value
+
+
+def take_marker(body: Any) -> tuple[str | None, Any]:
+    """The fault named by a marker in a responses create's input, and the body with the markers stripped."""
+    if not isinstance(body, dict) or "input" not in body:
+        return None, body
+    found: list[str] = []
+    stripped = _strip_markers(body["input"], found)
+    if not found:
+        return None, body
+    name = found[0]
+    if name not in FAULTS:
+        raise _unknown(name, "input")
+    return name, {**body, "input": stripped}
+
+
+def choose_fault(ctx: Ctx) -> str | None:
+    """The fault for this request, if any; strips a prompt marker from `ctx.body` and consumes the schedule."""
+    method, path = ctx.request.method, ctx.request.url.path
+    header = ctx.headers.get(FAULT_HEADER, "").strip()
+    marker = None
+    if is_responses_create(method, path):
+        marker, ctx.body = take_marker(ctx.body)
+    if header:
+        if header not in FAULTS:
+            raise _unknown(header, FAULT_HEADER)
+        return header
+    if marker is not None:
+        return marker
+    return ctx.state.take_fault(method, path)
+
+
+# ---------------------------------------------------------------- the faults' answers
+
+
+def error_for(fault: str, ctx: Ctx) -> ApiError | None:
+    """The error that answers `fault` without processing the request, or None for faults that are not errors."""
+    if fault in ("429", "429-bare"):
+        body = {
+            "error": {"code": "rate_limit_exceeded", "message": RATE_LIMIT_MESSAGE, "type": "requests", "param": None}
+        }
+        return ApiError(429, body, dict(RATE_LIMIT_HEADERS) if fault == "429" else None)
+    if fault in _SERVER_ERRORS:
+        status, code, message = _SERVER_ERRORS[fault]
+        error = foundry_error(status, code, message, None, error_type="server_error")
+        if fault == "503":
+            error.headers["retry-after"] = "1"
+        return error
+    if fault == "filter-400" or (
+        fault in PROCESSED_FILTERS and not is_responses_create(ctx.request.method, ctx.request.url.path)
+    ):
+        return content_filter_error()
+    if fault == "token-expired":
+        body = {
+            "error": {
+                "code": "ExpiredAuthenticationToken",
+                "message": "Lifetime validation failed, the token is expired.",
+                "type": INVALID_REQUEST,
+                "param": None,
+            }
+        }
+        return ApiError(401, body, {"www-authenticate": 'Bearer error="invalid_token"'})
+    if fault == "forbidden-preview":
+        return foundry_error(403, "preview_feature_required", PREVIEW_MESSAGE, "Foundry-Features")
+    if fault == "deployment-missing":
+        return deployment_not_found(ctx.headers.get(IMAGE_DEPLOYMENT_HEADER, "").strip() or "gpt-image-1")
+    return None
+
+
+def content_filter_error() -> ApiError:
+    severities = {
+        "hate": {"filtered": False, "severity": "safe"},
+        "self_harm": {"filtered": False, "severity": "safe"},
+        "sexual": {"filtered": True, "severity": "medium"},
+        "violence": {"filtered": True, "severity": "high"},
+    }
+    body = {
+        "error": {
+            "message": FILTER_MESSAGE,
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": severities},
+        }
+    }
+    return ApiError(400, body)
+
+
+def _wants_stream(ctx: Ctx) -> bool:
+    if ctx.request.method == "GET":
+        return ctx.query.get("stream", "").lower() in ("true", "1")
+    return isinstance(ctx.body, dict) and bool(ctx.body.get("stream"))
+
+
+async def _break_after(prefix: bytes) -> AsyncIterator[bytes]:
+    if prefix:
+        yield prefix
+    raise InjectedReset("emulator fault: connection reset mid-response")
+
+
+def _broken(status: int, headers: dict[str, str], prefix: bytes = b"") -> Response:
+    return StreamingResponse(_break_after(prefix), status_code=status, headers=headers)
+
+
+def _reset_before_acceptance(ctx: Ctx) -> Response:
+    media = "text/event-stream; charset=utf-8" if _wants_stream(ctx) else "application/json"
+    return _broken(200, {"content-type": media})
+
+
+def _cut(real: Response) -> Response:
+    """The real answer's start, then a dropped connection: half its body if it has one, none if it streams."""
+    headers = dict(real.headers)
+    if isinstance(real, StreamingResponse):
+        headers.pop("content-length", None)
+        return _broken(real.status_code, headers)
+    return _broken(real.status_code, headers, bytes(real.body[: len(real.body) // 2]))
+
+
+def _truncated(real: Response) -> Response:
+    """The real answer with only the first half of its body, and a Content-Length to match: it ends cleanly."""
+    if isinstance(real, StreamingResponse):
+        return real
+    headers = {k: v for k, v in real.headers.items() if k != "content-length"}
+    return Response(bytes(real.body[: len(real.body) // 2]), status_code=real.status_code, headers=headers)
+
+
+async def apply(fault: str, ctx: Ctx, process: Process) -> Response:
+    """Answer the request as `fault` dictates; `process` runs the real handler when the fault needs it."""
+    error = error_for(fault, ctx)
+    if error is not None:
+        return error.response()
+    ctx.fault = fault
+    if fault == "reset":
+        return _reset_before_acceptance(ctx)
+    if fault == "reset-after-accept":
+        return _cut(await process(ctx))
+    if fault == "stall":
+        real = await process(ctx)
+        await asyncio.sleep(ctx.config.stall_seconds)
+        return real
+    if fault == "truncate-body":
+        # Always the JSON answer: a streamed create or a stream resume is answered as its non-streamed twin.
+        body = {**ctx.body, "stream": False} if isinstance(ctx.body, dict) and "stream" in ctx.body else ctx.body
+        query = {k: v for k, v in ctx.query.items() if k != "stream"}
+        sandboxed = dataclasses.replace(ctx, state=ctx.state.sandbox(), body=body, query=query)
+        return _truncated(await process(sandboxed))
+    # truncate-stream (the create handler ends its stream early) and the processed content filters.
+    return _truncated(await process(ctx)) if fault == "truncate-stream" else await process(ctx)

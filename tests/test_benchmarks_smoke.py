@@ -1,0 +1,37 @@
+"""The benchmark suite stays runnable: a smoke run (few repetitions, small workloads), no assertion on times."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURE_TITLES = [
+    "1. Cold start",
+    "2. Per-call overhead",
+    "3. Memory",
+    "4. Streaming",
+    "5. Throughput under load",
+]
+
+
+def test_the_benchmark_suite_runs_every_figure_in_smoke_mode(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("Machine: "), done.stdout
+    for title in FIGURE_TITLES:
+        assert title in done.stdout, (title, done.stdout)
+    assert "not yet available" in done.stdout
+    figures = json.loads(report.read_text())["figures"]
+    assert [f["key"] for f in figures] == ["cold_start", "per_call", "memory", "streaming", "throughput"]
+    assert all(f["status"] in ("PASS", "FAIL", "INFO") for f in figures)
