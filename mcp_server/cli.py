@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
 
-    serve = sub.add_parser("serve", help="run the MCP server over stdio (the default command)")
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default; the default command)")
     serve.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
     serve.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
     serve.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
@@ -39,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
     serve.add_argument("--emulator", action="store_true", help="use a built-in Foundry emulator; no Azure needed")
     serve.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+    http = serve.add_argument_group("streamable HTTP transport")
+    http.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="stdio (default) or http")
+    http.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    http.add_argument("--port", type=int, default=8000, help="port to bind (default 8000; 0 picks a free one)")
+    http.add_argument("--stateless", action="store_true", help="no sessions: any worker can serve any request")
+    http.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve on a non-loopback address without inbound auth (only behind something that authenticates)",
+    )
+    http.add_argument("--allowed-host", action="append", default=[], help="extra Host header value (repeatable)")
+    http.add_argument("--allowed-origin", action="append", default=[], help="extra Origin value (repeatable)")
+    http.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body in MiB (default 64)")
+    http.add_argument("--public-url", help="the server's URL as clients reach it (for the OAuth resource metadata)")
 
     emulator = sub.add_parser("emulator", help="run the Foundry emulator (offline development)")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -100,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         "output_dir": args.output_dir,
     }
     if not args.emulator:
-        return _run_server(Settings.load(**overrides))
+        return _run_server(Settings.load(**overrides), args)
     from mcp_server.emulator import EmulatorConfig, start_emulator
 
     with start_emulator(EmulatorConfig()) as emulator:
@@ -109,20 +123,36 @@ def _serve(args: argparse.Namespace) -> int:
         )
         overrides.update(endpoint=emulator.endpoint, api_key=EMULATOR_KEY, emulator=True)
         overrides["model_deployment"] = args.model_deployment or EMULATOR_MODEL
-        return _run_server(Settings.load(**overrides))
+        return _run_server(Settings.load(**overrides), args)
 
 
-def _run_server(settings: Any) -> int:
-    from mcp_server.server import build_server
-
+def _run_server(settings: Any, args: argparse.Namespace) -> int:
     logger.info(
-        "Serving over stdio: endpoint %s, agent %s, image deployment %s, auth %s, images in %s",
+        "Serving over %s: endpoint %s, agent %s, image deployment %s, auth %s, images in %s",
+        args.transport,
         settings.endpoint,
         settings.agent_name,
         settings.image_deployment,
         settings.auth_mode,
         settings.output_dir,
     )
+    if args.transport == "http":
+        from mcp_server.http_app import HttpOptions, serve_http
+
+        options = HttpOptions(
+            host=args.host,
+            port=args.port,
+            stateless=args.stateless,
+            allow_unauthenticated=args.allow_unauthenticated,
+            allowed_hosts=tuple(args.allowed_host),
+            allowed_origins=tuple(args.allowed_origin),
+            max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+            public_url=args.public_url,
+        )
+        serve_http(settings, options)
+        return 0
+    from mcp_server.server import build_server
+
     build_server(settings).run()
     return 0
 

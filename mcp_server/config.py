@@ -26,6 +26,7 @@ TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_TIMEOUT"
 HEARTBEAT_VAR = "FOUNDRY_IMAGE_MCP_HEARTBEAT"
 CONNECT_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_CONNECT_TIMEOUT"
 READ_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_READ_TIMEOUT"
+MAX_CONCURRENT_VAR = "FOUNDRY_IMAGE_MCP_MAX_CONCURRENT"
 
 DEFAULT_IMAGE_DEPLOYMENT = "gpt-image-1"
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
@@ -64,6 +65,7 @@ class Settings(BaseModel):
     heartbeat: float = Field(default=5.0, gt=0, le=10, description="max seconds between progress notifications")
     connect_timeout: float = Field(default=10.0, gt=0, description="seconds to open a connection to Foundry")
     read_timeout: float = Field(default=120.0, gt=0, description="longest silence tolerated on a Foundry connection")
+    max_concurrent: int = Field(default=16, ge=1, le=1024, description="upstream generations running at once")
     emulator: bool = False
 
     @field_validator("endpoint")
@@ -106,6 +108,7 @@ class Settings(BaseModel):
             "heartbeat": env.get(HEARTBEAT_VAR) or None,
             "connect_timeout": env.get(CONNECT_TIMEOUT_VAR) or None,
             "read_timeout": env.get(READ_TIMEOUT_VAR) or None,
+            "max_concurrent": env.get(MAX_CONCURRENT_VAR) or None,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         missing = [

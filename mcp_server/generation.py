@@ -163,6 +163,7 @@ class _Call:
     prompt: str
     options: ImageOptions
     progress: _Progress
+    store: ImageStore
     client_cancelled: CancelCheck = _always
     parts: tuple[dict[str, Any], ...] = ()
     edit: bool = False
@@ -189,18 +190,18 @@ class ImageService:
         self,
         http: FoundryHttp,
         registry: AgentRegistry,
-        store: ImageStore,
         *,
         model_deployment: str,
         jobs: BackgroundJobs,
         run_settings: RunSettings | None = None,
         partials: PartialPreviews | None = None,
+        max_concurrent: int = 16,
     ) -> None:
         self._http = http
         self._registry = registry
         self._runner = ResponseRunner(ResponsesClient(http), run_settings)
-        self._store = store
         self._jobs = jobs
+        self._slots = anyio.CapacityLimiter(max_concurrent)
         self.partials = partials or PartialPreviews()
         self._image_deployment = http.image_deployment
         self._model_deployment = model_deployment
@@ -210,11 +211,12 @@ class ImageService:
         self,
         prompt: str,
         options: ImageOptions,
+        store: ImageStore,
         progress: ProgressCallback = _no_progress,
         client_cancelled: CancelCheck = _always,
     ) -> GeneratedImage:
         self._check(prompt, options)
-        call = _Call(prompt, options, _Progress(progress), client_cancelled)
+        call = _Call(prompt, options, _Progress(progress), store, client_cancelled)
         return await self._finish(*await self._run(call), call)
 
     async def edit(
@@ -223,13 +225,14 @@ class ImageService:
         images: Sequence[ResolvedImage],
         mask: ResolvedImage | None,
         options: ImageOptions,
+        store: ImageStore,
         progress: ProgressCallback = _no_progress,
         client_cancelled: CancelCheck = _always,
     ) -> GeneratedImage:
         self._check(prompt, options)
         tracker = _Progress(progress)
         await tracker.at(0, "Preparing the inputs")
-        parent = self._parent_of(images[0])
+        parent = _parent_of(images[0], store)
         mask_usage: list[InputUsage] = []
         mask_id: str | None = None
         if mask is not None:
@@ -242,13 +245,14 @@ class ImageService:
             prompt,
             options,
             tracker,
+            store,
             client_cancelled,
-            tuple(parts),
-            True,
-            mask_id,
-            parent.response_id if parent else None,
-            (*used, *mask_usage),
-            parent,
+            parts=tuple(parts),
+            edit=True,
+            mask_file_id=mask_id,
+            previous_response_id=parent.response_id if parent else None,
+            inputs=(*used, *mask_usage),
+            parent=parent,
         )
         try:
             return await self._finish(*await self._run(call), call)
@@ -261,11 +265,12 @@ class ImageService:
         call = replace(call, parts=tuple(parts), previous_response_id=None, inputs=(*used, *mask_usage))
         return await self._finish(*await self._run(call), call)
 
-    async def resume_pending(self) -> None:
+    async def resume_pending(self, stores: Sequence[ImageStore]) -> None:
         """Finish, in the background, the generations a previous run of the server left in flight."""
-        for record in await anyio.to_thread.run_sync(self._store.pending):
-            logger.info("Resuming generation %s left in flight", record["response_id"])
-            self._jobs.start(self._recover, record)
+        for store in stores:
+            for record in await anyio.to_thread.run_sync(store.pending):
+                logger.info("Resuming generation %s left in flight", record["response_id"])
+                self._jobs.start(self._recover, record, store)
 
     def _check(self, prompt: str, options: ImageOptions) -> None:
         if not prompt.strip():
@@ -273,14 +278,6 @@ class ImageService:
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidInputError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters; shorten it.")
         options.check(self._image_deployment)
-
-    def _parent_of(self, image: ResolvedImage) -> Parent | None:
-        if image.kind != "resource" or image.image_id is None:
-            return None
-        record = self._store.get(image.image_id)
-        if record is None or not record.response_id:
-            return None
-        return Parent(record.image_id, record.uri, record.response_id)
 
     async def _upload(self, image: ResolvedImage) -> str:
         assert image.data is not None and image.output_format is not None
@@ -352,7 +349,7 @@ class ImageService:
         async def started(rid: str) -> None:
             nonlocal response_id
             response_id = rid
-            await anyio.to_thread.run_sync(self._store.save_pending, rid, call.provenance(ref))
+            await anyio.to_thread.run_sync(call.store.save_pending, rid, call.provenance(ref))
             await call.progress.at(5, "Generating the image")
 
         async def partial(event: PartialImageEvent) -> None:
@@ -362,31 +359,43 @@ class ImageService:
             await self._render_partial(uri, event.partial_image_b64)
 
         hooks = RunHooks(on_started=started, on_partial=partial, on_heartbeat=call.progress.tick)
+        await self._take_slot(call)
         try:
             return await self._runner.run(request, hooks=hooks)
         except anyio.get_cancelled_exc_class():
             if response_id:
                 with anyio.CancelScope(shield=True):
-                    await self._abandon(response_id, cancel=call.client_cancelled(), provenance=call.provenance(ref))
+                    await self._abandon(response_id, call, ref, cancel=call.client_cancelled())
             raise
         except ServiceUnreachableError as exc:
             if response_id:
                 with anyio.CancelScope(shield=True):
-                    await self._abandon(response_id, cancel=exc.code == "deadline", provenance=call.provenance(ref))
+                    await self._abandon(response_id, call, ref, cancel=exc.code == "deadline")
             raise
         except FoundryImageError:
             if response_id:
-                self._store.drop_pending(response_id)
+                call.store.drop_pending(response_id)
             raise
+        finally:
+            self._slots.release()
 
-    async def _abandon(self, response_id: str, *, cancel: bool, provenance: dict[str, Any]) -> None:
+    async def _take_slot(self, call: _Call) -> None:
+        """Wait for one of the `max_concurrent` upstream generation slots, telling the client while it waits."""
+        while True:
+            with anyio.move_on_after(self._runner.settings.heartbeat) as waiting:
+                await self._slots.acquire()
+            if not waiting.cancelled_caught:
+                return
+            await call.progress.tick(f"Waiting for a free generation slot ({self._slots.borrowed_tokens} running)")
+
+    async def _abandon(self, response_id: str, call: _Call, ref: AgentVersionRef, *, cancel: bool) -> None:
         """The caller stopped waiting: cancel upstream if it asked to, else finish in the background."""
         if cancel:
             await self._runner.cancel(response_id)
-            self._store.drop_pending(response_id)
+            call.store.drop_pending(response_id)
         else:
             logger.info("The caller left; finishing %s in the background", response_id)
-            self._jobs.start(self._recover, {"response_id": response_id, **provenance})
+            self._jobs.start(self._recover, {"response_id": response_id, **call.provenance(ref)}, call.store)
 
     async def _render_partial(self, uri: str, b64: str) -> None:
         try:
@@ -399,38 +408,47 @@ class ImageService:
             preview = None
         self.partials.fill(uri, preview)
 
-    async def _recover(self, record: dict[str, Any]) -> None:
+    async def _recover(self, record: dict[str, Any], store: ImageStore) -> None:
         response_id = str(record["response_id"])
         with anyio.fail_after(self._runner.settings.timeout):
             response = await self._runner.wait(response_id)
         if not any(is_image_call(item) and item.get("result") for item in response.output):
             logger.info("Generation %s ended %s without an image", response_id, response.status)
-            self._store.drop_pending(response_id)
+            store.drop_pending(response_id)
             return
         image = extract_image(response)
         metadata = {key: record.get(key) for key in _PROVENANCE_KEYS}
-        stored = await anyio.to_thread.run_sync(self._save, image, metadata)
+        stored = await anyio.to_thread.run_sync(self._save, image, metadata, store)
         logger.info("Stored %s from generation %s after its caller left", stored.file_name, response_id)
 
     async def _finish(self, response: Response, ref: AgentVersionRef, call: _Call) -> GeneratedImage:
         image = extract_image(response)
         await call.progress.at(95, "Saving the image")
-        record = await anyio.to_thread.run_sync(self._save, image, call.provenance(ref))
+        record = await anyio.to_thread.run_sync(self._save, image, call.provenance(ref), call.store)
         preview = await anyio.to_thread.run_sync(make_preview, image.data, limiter=PREVIEW_LIMITER)
         await call.progress.at(100, f"Saved {record.file_name}")
         return GeneratedImage(record=record, preview=preview, inputs=call.inputs, parent=call.parent)
 
-    def _save(self, image: ImageResult, provenance: dict[str, Any]) -> ImageRecord:
+    def _save(self, image: ImageResult, provenance: dict[str, Any], store: ImageStore) -> ImageRecord:
         info = inspect_image(image.data)
-        record = self._store.save(
+        record = store.save(
             image.data,
             output_format=info.output_format,
             width=info.width,
             height=info.height,
             metadata={**provenance, "revised_prompt": image.call.revised_prompt, "response_id": image.response_id},
         )
-        self._store.drop_pending(image.response_id)
+        store.drop_pending(image.response_id)
         return record
+
+
+def _parent_of(image: ResolvedImage, store: ImageStore) -> Parent | None:
+    if image.kind != "resource" or image.image_id is None:
+        return None
+    record = store.get(image.image_id)
+    if record is None or not record.response_id:
+        return None
+    return Parent(record.image_id, record.uri, record.response_id)
 
 
 _PROVENANCE_KEYS: Final = ("kind", "prompt", "options", "agent_name", "agent_version", "inputs", "parent")

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import anyio
 import httpx2
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -44,7 +46,8 @@ from mcp_server.protocol import (
     Size,
 )
 from mcp_server.results import ImageResult, error_result, image_result
-from mcp_server.store import URI_TEMPLATE, ImageStore, image_id_from_uri
+from mcp_server.store import URI_TEMPLATE, image_id_from_uri
+from mcp_server.stores import Stores
 
 logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -66,8 +69,16 @@ Describe subject, style, composition and any text to render in the prompt; choos
 @dataclass
 class AppState:
     service: ImageService
-    resolver: InputResolver
+    fetcher: UrlFetcher
     http: FoundryHttp
+
+
+@dataclass(frozen=True)
+class InboundAuth:
+    """How HTTP requests are authenticated (the SDK's verifier and settings)."""
+
+    verifier: TokenVerifier
+    settings: AuthSettings
 
 
 def client_roots(
@@ -90,13 +101,13 @@ def client_roots(
 class ImageServer(MCPServer[AppState]):
     """`MCPServer` whose resources are the images in the store, listed and read from disk."""
 
-    def __init__(self, store: ImageStore, **kwargs: Any) -> None:
+    def __init__(self, stores: Stores, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.store = store
+        self.stores = stores
         self.partials = PartialPreviews()
 
     async def list_resources(self) -> list[MCPResource]:
-        records = self.store.records()
+        records = self.stores.current().records()
         return [
             *await super().list_resources(),
             *(
@@ -141,14 +152,17 @@ class ImageServer(MCPServer[AppState]):
         image_id = image_id_from_uri(str(uri))
         if image_id is None:
             return await super().read_resource(uri, context)
-        record = self.store.get(image_id)
+        store = self.stores.current()
+        record = store.get(image_id)
         if record is None:
             raise ResourceNotFoundError(f"No stored image with URI {uri}")
-        return [ReadResourceContents(content=self.store.read_bytes(record), mime_type=record.mime_type)]
+        return [ReadResourceContents(content=store.read_bytes(record), mime_type=record.mime_type)]
 
 
-def build_server(settings: Settings) -> ImageServer:
-    store = ImageStore(settings.output_dir)
+def build_server(settings: Settings, inbound: InboundAuth | None = None) -> ImageServer:
+    """The server for `settings`; with `inbound`, HTTP requests are authenticated and each principal
+    gets its own image store."""
+    stores = Stores(settings.output_dir, isolated=inbound is not None)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -166,20 +180,17 @@ def build_server(settings: Settings) -> ImageServer:
             service = ImageService(
                 http,
                 registry,
-                store,
                 model_deployment=settings.model_deployment,
+                max_concurrent=settings.max_concurrent,
                 jobs=jobs,
                 run_settings=RunSettings(
                     poll_interval=settings.poll_interval, timeout=settings.timeout, heartbeat=settings.heartbeat
                 ),
                 partials=server.partials,
             )
-            resolver = InputResolver(
-                store=store, allowed_dirs=[settings.output_dir, *settings.input_dirs], fetcher=fetcher
-            )
-            await service.resume_pending()
+            await service.resume_pending(stores.every())
             try:
-                yield AppState(service=service, resolver=resolver, http=http)
+                yield AppState(service=service, fetcher=fetcher, http=http)
             finally:
                 # Generations whose caller left get a grace period to land before the process exits;
                 # whatever is still running stays recorded and is resumed at the next start.
@@ -190,7 +201,9 @@ def build_server(settings: Settings) -> ImageServer:
                 await http.aclose()
 
     server = ImageServer(
-        store,
+        stores,
+        token_verifier=inbound.verifier if inbound else None,
+        auth=inbound.settings if inbound else None,
         name="foundry-image-mcp",
         title="Foundry Image",
         version=__version__,
@@ -250,11 +263,12 @@ def build_server(settings: Settings) -> ImageServer:
 
         state = ctx.request_context.lifespan_context
         try:
-            generated = await state.service.generate(prompt, options, _progress(ctx), _cancel_check(ctx))
+            store = stores.current()
+            generated = await state.service.generate(prompt, options, store, _progress(ctx), _cancel_check(ctx))
         except FoundryImageError as exc:
             logger.info("generate_image failed: %s", exc.code)
             return error_result(exc)
-        return image_result(generated, server.store, note=note)
+        return image_result(generated, store, note=note)
 
     @server.tool(
         title="Edit image",
@@ -329,14 +343,19 @@ def build_server(settings: Settings) -> ImageServer:
         )
         state = ctx.request_context.lifespan_context
         try:
-            resolved, resolved_mask = await state.resolver.resolve_all(images, mask, roots_to_dirs(roots))
+            store = stores.current()
+            # The principal's own directory, never the whole output directory: others' images live there.
+            resolver = InputResolver(
+                store=store, allowed_dirs=[store.root, *settings.input_dirs], fetcher=state.fetcher
+            )
+            resolved, resolved_mask = await resolver.resolve_all(images, mask, roots_to_dirs(roots))
             generated = await state.service.edit(
-                prompt, resolved, resolved_mask, options, _progress(ctx), _cancel_check(ctx)
+                prompt, resolved, resolved_mask, options, store, _progress(ctx), _cancel_check(ctx)
             )
         except FoundryImageError as exc:
             logger.info("edit_image failed: %s", exc.code)
             return error_result(exc)
-        return image_result(generated, server.store, note=note)
+        return image_result(generated, store, note=note)
 
     return server
 

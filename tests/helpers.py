@@ -237,3 +237,55 @@ def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+class HttpServer:
+    """The real server as a subprocess on streamable HTTP (port chosen by the OS, read from its log)."""
+
+    def __init__(
+        self, endpoint: str, output_dir: Path, *, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
+        import os
+        import subprocess
+
+        params = server_params(endpoint, output_dir, extra_env=extra_env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mcp_server", "serve", "--transport", "http", "--port", "0", *(args or [])],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(params.env or {})},
+            text=True,
+        )
+        self.log: list[str] = []
+        self._ready = threading.Event()
+        self.base_url = ""
+        threading.Thread(target=self._read_log, daemon=True).start()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+            if "Serving MCP over streamable HTTP at " in line and not self.base_url:
+                self.base_url = line.rsplit(" at ", 1)[1].strip().removesuffix("/mcp")
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 30) -> str:
+        assert self._ready.wait(timeout), "server did not start"
+        assert self.base_url, "".join(self.log)
+        return self.base_url
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/mcp"
+
+    def stop(self, timeout: float = 90) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        return code
