@@ -7,8 +7,9 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -28,10 +29,19 @@ class Plan:
     streaming: int
     concurrency: int = 16
     memory_size: str = "1536x1024"
+    throughput: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
 DEFAULT = Plan(cold_start=15, per_call=30, memory=3, streaming=10)
-SMOKE = Plan(cold_start=2, per_call=2, memory=1, streaming=1, concurrency=4, memory_size="1024x1024")
+SMOKE = Plan(
+    cold_start=2,
+    per_call=2,
+    memory=1,
+    streaming=1,
+    concurrency=4,
+    memory_size="1024x1024",
+    throughput={"clients": 2, "calls": 3, "latency": 0.2, "cap": 4},
+)
 FIGURES = ("cold_start", "per_call", "memory", "streaming", "throughput")
 
 
@@ -40,7 +50,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.repeat is None:
         return base
     n = args.repeat
-    return Plan(n, n, max(1, n // 5), n, base.concurrency, base.memory_size)
+    return Plan(n, n, max(1, n // 5), n, base.concurrency, base.memory_size, base.throughput)
 
 
 def _cold_start(plan: Plan) -> Figure:
@@ -58,7 +68,7 @@ def _runners(plan: Plan) -> dict[str, Callable[[], Figure]]:
         "per_call": in_loop(lambda: per_call.run(plan.per_call)),
         "memory": in_loop(lambda: memory.run(plan.memory, plan.concurrency, plan.memory_size)),
         "streaming": in_loop(lambda: streaming.run(plan.streaming)),
-        "throughput": throughput.run,
+        "throughput": in_loop(lambda: throughput.run(**plan.throughput)),
     }
 
 
