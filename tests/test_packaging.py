@@ -66,8 +66,11 @@ def readme_env_table_names(readme: str) -> list[str]:
 
 
 def declared_env_vars(server: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    (package,) = server["packages"]
-    return {variable["name"]: variable for variable in package["environmentVariables"]}
+    declared: dict[str, dict[str, Any]] = {}
+    for package in server["packages"]:
+        for variable in package["environmentVariables"]:
+            assert declared.setdefault(variable["name"], variable) == variable, variable["name"]
+    return declared
 
 
 def fenced_blocks(text: str, language: str) -> list[str]:
@@ -128,16 +131,28 @@ def test_versions_are_exact_not_ranges() -> None:
 
 
 def test_the_pypi_package_is_this_distribution_run_by_uvx_over_stdio() -> None:
-    (package,) = load_server_json()["packages"]
+    stdio, http = load_server_json()["packages"]
     project = load_pyproject()["project"]
-    assert package["registryType"] == "pypi"
-    assert package["registryBaseUrl"] == "https://pypi.org"
-    assert package["identifier"] == project["name"]
-    assert package["runtimeHint"] == "uvx"
-    assert package["transport"] == {"type": "stdio"}
-    assert "fileSha256" not in package
-    # uvx runs the console script named like the package
-    assert package["identifier"] in project["scripts"]
+    for package in (stdio, http):
+        assert package["registryType"] == "pypi"
+        assert package["registryBaseUrl"] == "https://pypi.org"
+        assert package["identifier"] == project["name"]
+        assert package["runtimeHint"] == "uvx"
+        assert "fileSha256" not in package
+        # uvx runs the console script named like the package
+        assert package["identifier"] in project["scripts"]
+    assert stdio["transport"] == {"type": "stdio"}
+
+
+def test_the_http_package_entry_starts_the_http_transport_on_the_port_of_its_url() -> None:
+    _, http = load_server_json()["packages"]
+    arguments = {a.get("name", a.get("value")): a.get("value") for a in http["packageArguments"]}
+    assert arguments["serve"] == "serve" and arguments["--transport"] == "http"
+    assert http["transport"]["type"] == "streamable-http"
+    assert http["transport"]["url"] == f"http://127.0.0.1:{arguments['--port']}/mcp"
+    assert {"FOUNDRY_IMAGE_MCP_AUTH_TOKENS", "FOUNDRY_IMAGE_MCP_ENTRA_TENANT_ID"} <= {
+        v["name"] for v in http["environmentVariables"]
+    }
 
 
 def test_readme_announces_the_server_name_for_the_registry() -> None:
@@ -167,7 +182,10 @@ def test_required_and_secret_flags_match_the_configuration() -> None:
         "AZURE_AI_PROJECT_ENDPOINT",
         "AZURE_AI_MODEL_DEPLOYMENT_NAME",
     }
-    assert {name for name, variable in declared.items() if variable.get("isSecret")} == {"AZURE_AI_API_KEY"}
+    assert {name for name, variable in declared.items() if variable.get("isSecret")} == {
+        "AZURE_AI_API_KEY",
+        "FOUNDRY_IMAGE_MCP_AUTH_TOKENS",
+    }
     assert declared["AZURE_AI_PROJECT_ENDPOINT"]["placeholder"]
     for variable in declared.values():
         assert variable["description"], variable["name"]
