@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
 from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, default_output_dir
+from mcp_server.demo_page import demo_page
 
 DEFAULT_PROMPT = "A lighthouse on a rocky coast at sunset, watercolor style"
 EDIT_PROMPT = "Make the sky a deep orange and add a flock of birds"
@@ -53,11 +55,15 @@ async def _demo(prompt: str, output_dir: Path, endpoint: str) -> int:
     async with Client(params) as client:
         print(f"Connected to {client.server_info.name if client.server_info else 'the server'} over stdio.")
         print(f"Calling generate_image: {prompt!r}")
-        generated = await client.call_tool(
-            "generate_image",
-            {"prompt": prompt, "size": "1536x1024", "quality": "medium", "partial_images": 2},
-            progress_callback=on_progress,
-        )
+        started = time.monotonic()
+        generate_args: dict[str, Any] = {
+            "prompt": prompt,
+            "size": "1536x1024",
+            "quality": "medium",
+            "partial_images": 2,
+        }
+        generated = await client.call_tool("generate_image", generate_args, progress_callback=on_progress)
+        generate_seconds = time.monotonic() - started
         if generated.is_error or not generated.structured_content:
             return _failed("generate_image", generated)
         meta: dict[str, Any] = generated.structured_content
@@ -65,11 +71,10 @@ async def _demo(prompt: str, output_dir: Path, endpoint: str) -> int:
         blob = base64.b64decode(getattr(read.contents[0], "blob", ""))
         same = blob == Path(meta["path"]).read_bytes()
         print(f"Calling edit_image on {meta['uri']}: {EDIT_PROMPT!r}")
-        edited = await client.call_tool(
-            "edit_image",
-            {"prompt": EDIT_PROMPT, "images": [meta["uri"]], "size": "1536x1024"},
-            progress_callback=on_progress,
-        )
+        started = time.monotonic()
+        edit_args: dict[str, Any] = {"prompt": EDIT_PROMPT, "images": [meta["uri"]], "size": "1536x1024"}
+        edited = await client.call_tool("edit_image", edit_args, progress_callback=on_progress)
+        edit_seconds = time.monotonic() - started
         if edited.is_error or not edited.structured_content:
             return _failed("edit_image", edited)
         edit: dict[str, Any] = edited.structured_content
@@ -77,7 +82,14 @@ async def _demo(prompt: str, output_dir: Path, endpoint: str) -> int:
     print(f"  resource {meta['uri']} read back: {'identical to the file' if same else 'DIFFERS from the file'}")
     _describe("Edited image", edit)
     print(f"  continued from {edit['parent']['uri']} (response {edit['parent']['response_id']})")
+    page = output_dir / "demo.html"
+    steps = [
+        ("generate_image", generate_args, meta, generate_seconds),
+        ("edit_image", edit_args, edit, edit_seconds),
+    ]
+    page.write_text(demo_page(steps, endpoint), encoding="utf-8")
     print(f"All images and their .json metadata are in {output_dir}")
+    print(f"See both side by side: {page.as_uri()}")
     return 0 if same else 1
 
 

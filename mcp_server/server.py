@@ -34,6 +34,7 @@ from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.runs import RunSettings
 from mcp_server.generation import ImageOptions, ImageService
+from mcp_server.icons import icon
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
 from mcp_server.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.protocol import (
@@ -209,12 +210,14 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
         version=__version__,
         instructions=INSTRUCTIONS,
         website_url="https://github.com/foundry-image-mcp/foundry-image-mcp",
+        icons=[icon("icon", 128)],
         lifespan=lifespan,
     )
     note = "Rendered by the local Foundry emulator, not by Azure." if settings.emulator else None
 
     @server.tool(
         title="Generate image",
+        icons=[icon("generate", 64)],
         annotations=ToolAnnotations(
             title="Generate image",
             read_only_hint=False,
@@ -272,6 +275,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
 
     @server.tool(
         title="Edit image",
+        icons=[icon("edit", 64)],
         annotations=ToolAnnotations(
             title="Edit image",
             read_only_hint=False,

@@ -34,6 +34,10 @@ def test_demo_generates_a_real_image_with_no_azure_settings(tmp_path: Path) -> N
     edited = [json.loads(image.with_suffix(".json").read_text()) for image in images]
     assert sorted(meta["kind"] for meta in edited) == ["edit", "generate"]
     assert "continued from foundry-image://images/" in done.stdout
+    page = (out / "demo.html").read_text()
+    assert all(f'src="{image.name}"' in page for image in images)
+    assert "a small red kite" in page and "Make the sky" in page and "Revised prompt" in page
+    assert "previous_response_id" in page and "demo.html" in done.stdout
     assert "Traceback" not in done.stderr
 
 

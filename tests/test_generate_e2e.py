@@ -147,8 +147,16 @@ async def test_the_tool_schema_carries_enums_bounds_annotations_and_an_output_sc
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path)) as client:
+        async with Client(server_params(emulator.endpoint, tmp_path), mode="legacy") as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            server_info = client.server_info
+            instructions = client.instructions
+    assert server_info is not None and server_info.icons and server_info.icons[0].mime_type == "image/png"
+    assert instructions is not None and "edit_image" in instructions and "foundry-image://" in instructions
+    for name in ("generate_image", "edit_image"):
+        (icon,) = tools[name].icons or []
+        assert icon.src.startswith("data:image/png;base64,") and icon.sizes == ["64x64"]
+        assert tools[name].description and tools[name].title
     tool = tools["generate_image"]
     props = tool.input_schema["properties"]
     assert tool.input_schema["required"] == ["prompt"]
