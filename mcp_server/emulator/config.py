@@ -34,6 +34,9 @@ class EmulatorConfig:
     refuse_image_streaming: bool = False
     """Answer `stream: true` with the 400 Azure gave in 2025 ("ImageGen as a tool is not supported in
     streaming mode."), so clients' fallback to non-streamed calls can be tested."""
+    grain: int = 0
+    """Film grain (0-255) on rendered images, for photograph-like file sizes (megabytes, as gpt-image-1
+    returns) where a benchmark needs them; 0 keeps the small, flat pictures."""
     image_tool_placeholders: bool = True
     """Whether `{{name}}` structured-input placeholders may appear in `image_generation` tool fields.
 

@@ -173,7 +173,7 @@ def build_plan(body: dict[str, Any], headers: dict[str, str], state: EmulatorSta
         images=images,
     )
     if image_tool is not None:
-        _plan_image(plan, resolve_tool(image_tool), state, f"{tools_param}[{index}]")
+        _plan_image(plan, resolve_tool(image_tool), state, f"{tools_param}[{index}]", config.grain)
     return plan
 
 
@@ -192,7 +192,7 @@ def _check_deployment_header(headers: dict[str, str], tool: dict[str, Any], conf
         )
 
 
-def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: str) -> None:
+def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: str, grain: int) -> None:
     if tool.get("action") == "edit" and not plan.images:
         raise invalid_payload("action 'edit' requires an input image.", f"{param}.action")
     mask = tool.get("input_image_mask")
@@ -213,6 +213,7 @@ def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: s
         compression=tool["output_compression"],
         transparent=background == "transparent",
         partial_images=tool["partial_images"] if plan.stream else 0,
+        grain=grain,
     )
 
 
