@@ -19,7 +19,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-from mcp.types import CallToolResult, InputRequiredResult, ListRootsResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ListRootsResult
 from mcp.types import Resource as MCPResource
 from mcp.types import ResourceTemplate as MCPResourceTemplate
 from mcp_types.version import is_version_at_least
@@ -39,16 +39,21 @@ from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_
 from mcp_server.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.protocol import (
     MAX_PROMPT_CHARS,
-    Background,
     InputFidelity,
-    Moderation,
-    OutputFormat,
-    Quality,
-    Size,
 )
 from mcp_server.results import ImageResult, error_result, image_result
 from mcp_server.store import URI_TEMPLATE, image_id_from_uri
 from mcp_server.stores import Stores
+from mcp_server.tool_params import (
+    BackgroundParam,
+    CompressionParam,
+    ModerationParam,
+    OutputFormatParam,
+    PartialImagesParam,
+    QualityParam,
+    SizeParam,
+    tool_annotations,
+)
 
 logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -218,13 +223,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
     @server.tool(
         title="Generate image",
         icons=[icon("generate", 64)],
-        annotations=ToolAnnotations(
-            title="Generate image",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=tool_annotations("Generate image"),
     )
     async def generate_image(
         prompt: Annotated[
@@ -235,17 +234,13 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
                 description="What to draw: subject, style, composition, lighting, any text to render.",
             ),
         ],
-        size: Annotated[Size, Field(description="Width x height; auto lets the model choose.")] = "auto",
-        quality: Annotated[Quality, Field(description="Rendering quality; low is fastest.")] = "auto",
-        output_format: Annotated[OutputFormat, Field(description="File format of the image.")] = "png",
-        output_compression: Annotated[
-            int | None, Field(ge=0, le=100, strict=True, description="0-100 compression, only for jpeg and webp.")
-        ] = None,
-        background: Annotated[Background, Field(description="transparent needs output_format png or webp.")] = "auto",
-        moderation: Annotated[Moderation, Field(description="Content moderation strictness.")] = "auto",
-        partial_images: Annotated[
-            int, Field(ge=0, le=3, strict=True, description="Stream this many partial images as progress (0-3).")
-        ] = 0,
+        size: SizeParam = "auto",
+        quality: QualityParam = "auto",
+        output_format: OutputFormatParam = "png",
+        output_compression: CompressionParam = None,
+        background: BackgroundParam = "auto",
+        moderation: ModerationParam = "auto",
+        partial_images: PartialImagesParam = 0,
         *,
         ctx: Context[AppState, Any],
     ) -> Annotated[CallToolResult, ImageResult]:
@@ -254,15 +249,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
         Returns an inline preview, a resource link to the full-resolution file (read it with
         resources/read), the saved file path, and structured metadata.
         """
-        options = ImageOptions(
-            size=size,
-            quality=quality,
-            output_format=output_format,
-            output_compression=output_compression,
-            background=background,
-            moderation=moderation,
-            partial_images=partial_images,
-        )
+        options = ImageOptions(size, quality, output_format, output_compression, background, moderation, partial_images)
 
         state = ctx.request_context.lifespan_context
         try:
@@ -276,13 +263,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
     @server.tool(
         title="Edit image",
         icons=[icon("edit", 64)],
-        annotations=ToolAnnotations(
-            title="Edit image",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=tool_annotations("Edit image"),
     )
     async def edit_image(
         prompt: Annotated[
@@ -315,17 +296,13 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
             InputFidelity | None,
             Field(description="high keeps faces, logos and details of the inputs more faithfully (slower)."),
         ] = None,
-        size: Annotated[Size, Field(description="Width x height; auto follows the input.")] = "auto",
-        quality: Annotated[Quality, Field(description="Rendering quality; low is fastest.")] = "auto",
-        output_format: Annotated[OutputFormat, Field(description="File format of the result.")] = "png",
-        output_compression: Annotated[
-            int | None, Field(ge=0, le=100, strict=True, description="0-100 compression, only for jpeg and webp.")
-        ] = None,
-        background: Annotated[Background, Field(description="transparent needs output_format png or webp.")] = "auto",
-        moderation: Annotated[Moderation, Field(description="Content moderation strictness.")] = "auto",
-        partial_images: Annotated[
-            int, Field(ge=0, le=3, strict=True, description="Stream this many partial images as progress (0-3).")
-        ] = 0,
+        size: SizeParam = "auto",
+        quality: QualityParam = "auto",
+        output_format: OutputFormatParam = "png",
+        output_compression: CompressionParam = None,
+        background: BackgroundParam = "auto",
+        moderation: ModerationParam = "auto",
+        partial_images: PartialImagesParam = 0,
         *,
         roots: Annotated[ListRootsResult, Resolve(client_roots)],
         ctx: Context[AppState, Any],
@@ -336,14 +313,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
         image when the first input was an image from this server.
         """
         options = ImageOptions(
-            size=size,
-            quality=quality,
-            output_format=output_format,
-            output_compression=output_compression,
-            background=background,
-            moderation=moderation,
-            partial_images=partial_images,
-            input_fidelity=input_fidelity,
+            size, quality, output_format, output_compression, background, moderation, partial_images, input_fidelity
         )
         state = ctx.request_context.lifespan_context
         try:

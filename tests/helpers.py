@@ -60,6 +60,20 @@ def preview_bytes(result: CallToolResult) -> bytes:
     return base64.b64decode(parts(result)[0].data)
 
 
+@contextmanager
+def serving(server: ThreadingHTTPServer, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
+    """Serve `handler` on a loopback server in a thread until the block ends."""
+    server.RequestHandlerClass = handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 @dataclass
 class TokenEndpoint:
     """An App Service style managed-identity endpoint (IDENTITY_ENDPOINT + IDENTITY_HEADER)."""
@@ -110,15 +124,8 @@ def token_endpoint(token: str = "token-from-managed-identity", status: int = 200
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server, Handler):
         yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass
@@ -149,15 +156,8 @@ def static_server(routes: dict[str, tuple[int, dict[str, str], bytes]]) -> Itera
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server, Handler):
         yield static
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def encode_image(image: Any, fmt: str = "PNG") -> bytes:
