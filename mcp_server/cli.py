@@ -17,7 +17,7 @@ from mcp_server.errors import ConfigurationError
 
 logger = logging.getLogger("foundry_image_mcp")
 
-COMMANDS = ("serve", "emulator", "demo")
+COMMANDS = ("serve", "emulator", "demo", "doctor")
 EMULATOR_MODEL = "gpt-4.1"
 EMULATOR_KEY = "emulator-local-key"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("prompt", nargs="?", default=None, help="what to draw")
     demo.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
     demo.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
+
+    doctor = sub.add_parser("doctor", help="check configuration, credentials, endpoint, agent and image deployment")
+    doctor.add_argument("--live", action="store_true", help="also generate one low-quality image (costs one call)")
+    doctor.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
+    doctor.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
+    doctor.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
+    doctor.add_argument("--agent-name", help="agent name (AZURE_AI_AGENT_NAME)")
+    doctor.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+    doctor.add_argument("--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper)
     return parser
 
 
@@ -95,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mcp_server.demo import run_demo
 
             return run_demo(args.prompt, args.output_dir)
+        if args.command == "doctor":
+            from mcp_server.doctor import run_doctor
+
+            return run_doctor(args)
         return _serve(args)
     except ConfigurationError as exc:
         print(f"foundry-image-mcp: {exc}", file=sys.stderr)
