@@ -14,33 +14,46 @@ from mcp_server.generation import GeneratedImage
 from mcp_server.store import ImageRecord, ImageStore
 
 
-class ImageResult(BaseModel):
-    """The `structuredContent` of a successful image tool call (its `outputSchema`)."""
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Short machine code, e.g. content_filter, rate_limited, invalid_input")
+    message: str
+    hint: str | None = Field(default=None, description="What to do next")
+    status: int | None = Field(default=None, description="Upstream HTTP status")
+    upstream_code: str | None = None
+    request_id: str | None = Field(default=None, description="Foundry request id, for support")
 
-    image_id: str = Field(description="Store id of the image")
-    uri: str = Field(description="Resource URI: read it with resources/read for the exact bytes")
-    path: str = Field(description="Absolute path of the saved file on the server's machine")
-    mime_type: str
-    width: int
-    height: int
-    bytes: int = Field(description="Size of the stored file in bytes")
+
+class ImageResult(BaseModel):
+    """The `structuredContent` of an image tool call (its `outputSchema`).
+
+    A successful call fills the image fields; a failed one (`isError`) fills only `error`. Both
+    shapes fit this one schema, because some clients check error results against it too.
+    """
+
+    image_id: str | None = Field(default=None, description="Store id of the image")
+    uri: str | None = Field(default=None, description="Resource URI: read it with resources/read for the exact bytes")
+    path: str | None = Field(default=None, description="Absolute path of the saved file on the server's machine")
+    mime_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = Field(default=None, description="Size of the stored file in bytes")
     prompt: str | None = None
     revised_prompt: str | None = Field(default=None, description="The prompt as the image model rewrote it")
-    options: dict[str, Any] = Field(default_factory=dict[str, Any], description="Image tool options used")
+    options: dict[str, Any] | None = Field(default=None, description="Image tool options used")
     response_id: str | None = Field(default=None, description="Foundry response id")
     agent_name: str | None = None
     agent_version: str | None = None
-    preview_mime_type: str = Field(description="MIME type of the inline preview")
-    preview_width: int
-    preview_height: int
-    kind: str = Field(default="generate", description="generate or edit")
-    inputs: list[dict[str, Any]] = Field(
-        default_factory=list[dict[str, Any]],
-        description="Edit inputs used: label, kind of reference, and how each reached the service",
+    preview_mime_type: str | None = Field(default=None, description="MIME type of the inline preview")
+    preview_width: int | None = None
+    preview_height: int | None = None
+    kind: str | None = Field(default=None, description="generate or edit")
+    inputs: list[dict[str, Any]] | None = Field(
+        default=None, description="Edit inputs used: label, kind of reference, and how each reached the service"
     )
     parent: dict[str, Any] | None = Field(
         default=None, description="The earlier image this edit continued (image_id, uri, response_id)"
     )
+    error: ErrorInfo | None = Field(default=None, description="Set, instead of the image fields, when the call failed")
 
 
 def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | None = None) -> CallToolResult:
@@ -87,7 +100,7 @@ def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | No
             resource_link(record, store),
             TextContent(text="\n".join(lines)),
         ],
-        structured_content=structured.model_dump(mode="json"),
+        structured_content=structured.model_dump(mode="json", exclude={"error"}),
     )
 
 
@@ -110,6 +123,6 @@ def _title(record: ImageRecord) -> str:
 def error_result(error: FoundryImageError) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(text=str(error))],
-        structured_content={"error": error.to_dict()},
+        structured_content={"error": ErrorInfo.model_validate(error.to_dict()).model_dump(mode="json")},
         is_error=True,
     )

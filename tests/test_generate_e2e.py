@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 from helpers import MODES, parts, server_params, text_of
 from mcp import Client, MCPError
@@ -151,6 +152,14 @@ async def test_the_tool_schema_carries_enums_bounds_annotations_and_an_output_sc
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             server_info = client.server_info
             instructions = client.instructions
+            failed = await client.call_tool("generate_image", {"prompt": "x", "output_compression": 50})
+            made = await client.call_tool("generate_image", {"prompt": "a kite", "quality": "low"})
+    # Both shapes fit the declared output schema: some clients check error results against it too.
+    assert failed.is_error and not made.is_error
+    for result in (failed, made):
+        jsonschema.validate(result.structured_content, tools["generate_image"].output_schema or {})
+    assert failed.structured_content == {"error": {**(failed.structured_content or {})["error"]}}
+    assert (failed.structured_content or {})["error"]["code"] == "invalid_input"
     assert server_info is not None and server_info.icons and server_info.icons[0].mime_type == "image/png"
     assert instructions is not None and "edit_image" in instructions and "foundry-image://" in instructions
     for name in ("generate_image", "edit_image"):

@@ -175,6 +175,9 @@ async def test_shutdown_lets_calls_in_flight_finish(tmp_path: Path) -> None:
         with anyio.fail_after(60):
             try:
                 async with client(server, ALICE, terminate=False) as session, anyio.create_task_group() as tg:
+                    # Listed first: the client checks results against the output schema, and would otherwise
+                    # fetch it after the result, from a server that has gone by then.
+                    await session.list_tools()
 
                     async def call() -> None:
                         results.append(await session.call_tool("generate_image", {"prompt": "finish me"}))
@@ -188,7 +191,8 @@ async def test_shutdown_lets_calls_in_flight_finish(tmp_path: Path) -> None:
                 _, unexpected = group.split(httpx2.ConnectError)
                 if unexpected is not None:
                     raise
-        assert len(results) == 1 and not results[0].is_error, text_of(results[0])
+        assert len(results) == 1, "".join(server.log)
+        assert not results[0].is_error, text_of(results[0])
         assert Path(results[0].structured_content["path"]).is_file()
         assert list(tmp_path.rglob(".*.tmp")) == []
 
