@@ -32,11 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default; the default command)")
-    serve.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
-    serve.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
-    serve.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
-    serve.add_argument("--agent-name", help="agent name (AZURE_AI_AGENT_NAME)")
-    serve.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+    _add_config_flags(serve)
     serve.add_argument("--emulator", action="store_true", help="use a built-in Foundry emulator; no Azure needed")
     serve.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
     http = serve.add_argument_group("streamable HTTP transport")
@@ -80,13 +76,28 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check configuration, credentials, endpoint, agent and image deployment")
     doctor.add_argument("--live", action="store_true", help="also generate one low-quality image (costs one call)")
-    doctor.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
-    doctor.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
-    doctor.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
-    doctor.add_argument("--agent-name", help="agent name (AZURE_AI_AGENT_NAME)")
-    doctor.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+    _add_config_flags(doctor)
     doctor.add_argument("--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper)
     return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
+    parser.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
+    parser.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
+    parser.add_argument("--agent-name", help="agent name (AZURE_AI_AGENT_NAME)")
+    parser.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration flags, as `Settings.load` overrides (None where not given)."""
+    return {
+        "endpoint": args.endpoint,
+        "model_deployment": args.model_deployment,
+        "image_deployment": args.image_deployment,
+        "agent_name": args.agent_name,
+        "output_dir": args.output_dir,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "doctor":
             from mcp_server.doctor import run_doctor
 
-            return run_doctor(args)
+            return run_doctor(config_overrides(args), live=args.live)
         return _serve(args)
     except ConfigurationError as exc:
         print(f"foundry-image-mcp: {exc}", file=sys.stderr)
@@ -119,13 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from mcp_server.config import Settings
 
-    overrides: dict[str, Any] = {
-        "endpoint": args.endpoint,
-        "model_deployment": args.model_deployment,
-        "image_deployment": args.image_deployment,
-        "agent_name": args.agent_name,
-        "output_dir": args.output_dir,
-    }
+    overrides = config_overrides(args)
     if not args.emulator:
         return _run_server(Settings.load(**overrides), args)
     from mcp_server.emulator import EmulatorConfig, start_emulator

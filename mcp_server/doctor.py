@@ -14,7 +14,6 @@ Secrets (the API key, tokens) never appear in the table.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -94,22 +93,15 @@ class Row:
         return self.result == PASS or (self.result == SKIP and not self.blocked)
 
 
-def run_doctor(args: argparse.Namespace) -> int:
+def run_doctor(overrides: dict[str, Any], *, live: bool) -> int:
     """Entry point of `foundry-image-mcp doctor`: print the table, return the exit status."""
-    overrides: dict[str, Any] = {
-        "endpoint": args.endpoint,
-        "model_deployment": args.model_deployment,
-        "image_deployment": args.image_deployment,
-        "agent_name": args.agent_name,
-        "output_dir": args.output_dir,
-    }
-    rows = diagnose(overrides, live=bool(args.live))
+    rows = diagnose(overrides, live=live)
     print(render(rows))
     failed = [row.check for row in rows if not row.ok]
     if failed:
         print(f"\n{len(failed)} of {len(rows)} checks did not pass: {', '.join(failed)}.")
         return 1
-    print("\nAll checks passed." + ("" if args.live else " Run with --live to also generate one image."))
+    print("\nAll checks passed." + ("" if live else " Run with --live to also generate one image."))
     return 0
 
 
