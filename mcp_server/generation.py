@@ -18,14 +18,25 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 
 from mcp_server.background import BackgroundJobs
+from mcp_server.calls import (
+    Call,
+    CancelCheck,
+    GeneratedImage,
+    ImageOptions,
+    Parent,
+    Progress,
+    ProgressCallback,
+    always,
+    no_progress,
+)
 from mcp_server.edit_inputs import InputUsage, image_parts, usage
 from mcp_server.errors import (
     FoundryImageError,
@@ -46,7 +57,6 @@ from mcp_server.protocol import (
     MAX_PROMPT_CHARS,
     AgentReference,
     CreateResponseRequest,
-    ImageGenerationTool,
     ImageMask,
     InputMessage,
     InputText,
@@ -58,131 +68,15 @@ from mcp_server.store import ImageRecord, ImageStore
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
-CancelCheck = Callable[[], bool]
-PROGRESS_TOTAL: Final = 100.0
 PREVIEW_LIMITER: Final = anyio.CapacityLimiter(2)
 """Previews decode whole images: a few at a time keeps memory flat under concurrency, at no cost in
 throughput since the work is CPU-bound."""
+
 MASK_INPUT: Final = "mask_file_id"
+
 MASK_INPUT_DECLARATION: Final = {
     MASK_INPUT: {"description": "File id of the uploaded edit mask (PNG with alpha).", "required": True}
 }
-
-
-async def _no_progress(progress: float, total: float | None, message: str) -> None:
-    return None
-
-
-def _always() -> bool:
-    return True
-
-
-class _Progress:
-    """Progress in percent that only moves forward; heartbeats creep by a hundredth."""
-
-    def __init__(self, sink: ProgressCallback) -> None:
-        self._sink = sink
-        self._last = -1.0
-
-    async def at(self, value: float, message: str) -> None:
-        if value > self._last:
-            self._last = value
-            await self._sink(value, PROGRESS_TOTAL, message)
-
-    async def tick(self, message: str) -> None:
-        await self.at(max(self._last, 0.0) + 0.01, message)
-
-
-@dataclass(frozen=True)
-class ImageOptions:
-    """Everything the image tool is configured with; each distinct value set is one agent version."""
-
-    size: str = "auto"
-    quality: str = "auto"
-    output_format: str = "png"
-    output_compression: int | None = None
-    background: str = "auto"
-    moderation: str = "auto"
-    partial_images: int = 0
-    input_fidelity: str | None = None
-
-    def check(self, image_deployment: str) -> None:
-        """Refuse combinations the service rejects, before any upstream call."""
-        if self.background == "transparent" and self.output_format not in ("png", "webp"):
-            raise InvalidInputError(
-                f"background='transparent' needs output_format 'png' or 'webp', not '{self.output_format}'.",
-                hint="Use output_format='png' (or 'webp') for a transparent background, or background='opaque'.",
-            )
-        if self.output_compression is not None and self.output_format == "png":
-            raise InvalidInputError(
-                "output_compression only applies to 'jpeg' and 'webp' output; PNG is lossless.",
-                hint="Leave output_compression out, or choose output_format='jpeg' or 'webp'.",
-            )
-        if self.input_fidelity is not None and "mini" in image_deployment.lower():
-            raise InvalidInputError(
-                f"input_fidelity is not supported by the image deployment '{image_deployment}' (gpt-image-1-mini).",
-                hint="Leave input_fidelity out, or set AZURE_AI_IMAGE_DEPLOYMENT_NAME to a gpt-image-1 deployment.",
-            )
-
-    def tool(self, image_deployment: str, *, edit: bool = False, mask: ImageMask | None = None) -> ImageGenerationTool:
-        return ImageGenerationTool(
-            model=image_deployment,
-            size=self.size,
-            quality=self.quality,
-            output_format=self.output_format,
-            output_compression=self.output_compression,
-            background=self.background,
-            moderation=self.moderation,
-            partial_images=self.partial_images or None,
-            input_fidelity=self.input_fidelity,
-            action="edit" if edit else None,
-            input_image_mask=mask,
-        )
-
-
-@dataclass(frozen=True)
-class Parent:
-    image_id: str
-    uri: str
-    response_id: str
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    record: ImageRecord
-    preview: Preview
-    inputs: tuple[InputUsage, ...] = ()
-    parent: Parent | None = None
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One image request as the service will see it, before it is routed to an agent or not."""
-
-    prompt: str
-    options: ImageOptions
-    progress: _Progress
-    store: ImageStore
-    client_cancelled: CancelCheck = _always
-    parts: tuple[dict[str, Any], ...] = ()
-    edit: bool = False
-    mask_file_id: str | None = None
-    previous_response_id: str | None = None
-    inputs: tuple[InputUsage, ...] = ()
-    parent: Parent | None = None
-
-    def provenance(self, ref: AgentVersionRef) -> dict[str, Any]:
-        """What the stored image's metadata records about how it was made (also kept while in flight)."""
-        return {
-            "kind": "edit" if self.edit else "generate",
-            "prompt": self.prompt,
-            "options": asdict(self.options),
-            "agent_name": ref.name or None,
-            "agent_version": ref.version or None,
-            "inputs": [item.to_dict() for item in self.inputs],
-            "parent": asdict(self.parent) if self.parent else None,
-        }
 
 
 class ImageService:
@@ -212,11 +106,11 @@ class ImageService:
         prompt: str,
         options: ImageOptions,
         store: ImageStore,
-        progress: ProgressCallback = _no_progress,
-        client_cancelled: CancelCheck = _always,
+        progress: ProgressCallback = no_progress,
+        client_cancelled: CancelCheck = always,
     ) -> GeneratedImage:
         self._check(prompt, options)
-        call = _Call(prompt, options, _Progress(progress), store, client_cancelled)
+        call = Call(prompt, options, Progress(progress), store, client_cancelled)
         return await self._finish(*await self._run(call), call)
 
     async def edit(
@@ -226,11 +120,11 @@ class ImageService:
         mask: ResolvedImage | None,
         options: ImageOptions,
         store: ImageStore,
-        progress: ProgressCallback = _no_progress,
-        client_cancelled: CancelCheck = _always,
+        progress: ProgressCallback = no_progress,
+        client_cancelled: CancelCheck = always,
     ) -> GeneratedImage:
         self._check(prompt, options)
-        tracker = _Progress(progress)
+        tracker = Progress(progress)
         await tracker.at(0, "Preparing the inputs")
         parent = _parent_of(images[0], store)
         mask_usage: list[InputUsage] = []
@@ -241,7 +135,7 @@ class ImageService:
         parts, used = await image_parts(images[1:] if parent else images, self._upload)
         if parent:
             used.insert(0, usage(images[0], "previous_response"))
-        call = _Call(
+        call = Call(
             prompt,
             options,
             tracker,
@@ -284,7 +178,7 @@ class ImageService:
         extension = {"jpeg": "jpg"}.get(image.output_format, image.output_format)
         return await upload_file(self._http, image.data, f"{image.label}.{extension}", image.mime_type or "")
 
-    async def _run(self, call: _Call) -> tuple[Response, AgentVersionRef]:
+    async def _run(self, call: Call) -> tuple[Response, AgentVersionRef]:
         await call.progress.at(0, "Preparing the image agent")
         if call.mask_file_id and not self._masks_via_agent:
             return await self._send(self._direct_request(call), call, _DIRECT), _DIRECT
@@ -307,17 +201,17 @@ class ImageService:
                 return await self._send(self._direct_request(call), call, _DIRECT), _DIRECT
         raise AssertionError("unreachable")
 
-    async def _version_for(self, call: _Call) -> AgentVersionRef:
+    async def _version_for(self, call: Call) -> AgentVersionRef:
         if call.mask_file_id:
             tool = call.options.tool(self._image_deployment, edit=True, mask=ImageMask(file_id="{{mask_file_id}}"))
             return await self._registry.version_for(tool, MASK_INPUT_DECLARATION)
         return await self._registry.version_for(call.options.tool(self._image_deployment, edit=call.edit))
 
-    def _message(self, call: _Call) -> list[dict[str, Any]]:
+    def _message(self, call: Call) -> list[dict[str, Any]]:
         content = [InputText(text=call.prompt).to_wire(), *call.parts]
         return [InputMessage(content=content).to_wire()]
 
-    def _agent_request(self, call: _Call, ref: AgentVersionRef) -> CreateResponseRequest:
+    def _agent_request(self, call: Call, ref: AgentVersionRef) -> CreateResponseRequest:
         return CreateResponseRequest(
             agent_reference=AgentReference(name=ref.name, version=ref.version),
             input=self._message(call),
@@ -327,7 +221,7 @@ class ImageService:
             metadata={REQUEST_TAG_KEY: uuid.uuid4().hex},
         )
 
-    def _direct_request(self, call: _Call) -> CreateResponseRequest:
+    def _direct_request(self, call: Call) -> CreateResponseRequest:
         mask = ImageMask(file_id=call.mask_file_id) if call.mask_file_id else None
         tool = call.options.tool(self._image_deployment, edit=call.edit, mask=mask)
         return CreateResponseRequest(
@@ -341,7 +235,7 @@ class ImageService:
             metadata={REQUEST_TAG_KEY: uuid.uuid4().hex},
         )
 
-    async def _send(self, request: CreateResponseRequest, call: _Call, ref: AgentVersionRef) -> Response:
+    async def _send(self, request: CreateResponseRequest, call: Call, ref: AgentVersionRef) -> Response:
         """Run one response to its end; what happens when the caller goes away is decided here."""
         response_id = ""
         partials = call.options.partial_images
@@ -379,7 +273,7 @@ class ImageService:
         finally:
             self._slots.release()
 
-    async def _take_slot(self, call: _Call) -> None:
+    async def _take_slot(self, call: Call) -> None:
         """Wait for one of the `max_concurrent` upstream generation slots, telling the client while it waits."""
         while True:
             with anyio.move_on_after(self._runner.settings.heartbeat) as waiting:
@@ -388,7 +282,7 @@ class ImageService:
                 return
             await call.progress.tick(f"Waiting for a free generation slot ({self._slots.borrowed_tokens} running)")
 
-    async def _abandon(self, response_id: str, call: _Call, ref: AgentVersionRef, *, cancel: bool) -> None:
+    async def _abandon(self, response_id: str, call: Call, ref: AgentVersionRef, *, cancel: bool) -> None:
         """The caller stopped waiting: cancel upstream if it asked to, else finish in the background."""
         if cancel:
             await self._runner.cancel(response_id)
@@ -421,7 +315,7 @@ class ImageService:
         stored = await anyio.to_thread.run_sync(self._save, image, metadata, store)
         logger.info("Stored %s from generation %s after its caller left", stored.file_name, response_id)
 
-    async def _finish(self, response: Response, ref: AgentVersionRef, call: _Call) -> GeneratedImage:
+    async def _finish(self, response: Response, ref: AgentVersionRef, call: Call) -> GeneratedImage:
         image = extract_image(response)
         await call.progress.at(95, "Saving the image")
         record = await anyio.to_thread.run_sync(self._save, image, call.provenance(ref), call.store)

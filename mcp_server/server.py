@@ -28,12 +28,13 @@ from pydantic import AnyUrl, Field
 from mcp_server import __version__
 from mcp_server.auth import ApiKeyAuth, EntraTokenAuth
 from mcp_server.background import BackgroundJobs
+from mcp_server.calls import ImageOptions
 from mcp_server.config import Settings
 from mcp_server.errors import FoundryImageError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.runs import RunSettings
-from mcp_server.generation import ImageOptions, ImageService
+from mcp_server.generation import ImageService
 from mcp_server.icons import icon
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
 from mcp_server.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews

@@ -1,0 +1,137 @@
+"""What one image call is: its options, its progress, and what it produced.
+
+These are the values the service and the MCP surface pass between them; the service that runs a
+call lives in `mcp_server.generation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from mcp_server.edit_inputs import InputUsage
+from mcp_server.errors import InvalidInputError
+from mcp_server.foundry.agents import AgentVersionRef
+from mcp_server.preview import Preview
+from mcp_server.protocol import ImageGenerationTool, ImageMask
+from mcp_server.store import ImageRecord, ImageStore
+
+ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
+CancelCheck = Callable[[], bool]
+PROGRESS_TOTAL: Final = 100.0
+
+
+async def no_progress(progress: float, total: float | None, message: str) -> None:
+    return None
+
+
+def always() -> bool:
+    return True
+
+
+class Progress:
+    """Progress in percent that only moves forward; heartbeats creep by a hundredth."""
+
+    def __init__(self, sink: ProgressCallback) -> None:
+        self._sink = sink
+        self._last = -1.0
+
+    async def at(self, value: float, message: str) -> None:
+        if value > self._last:
+            self._last = value
+            await self._sink(value, PROGRESS_TOTAL, message)
+
+    async def tick(self, message: str) -> None:
+        await self.at(max(self._last, 0.0) + 0.01, message)
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """Everything the image tool is configured with; each distinct value set is one agent version."""
+
+    size: str = "auto"
+    quality: str = "auto"
+    output_format: str = "png"
+    output_compression: int | None = None
+    background: str = "auto"
+    moderation: str = "auto"
+    partial_images: int = 0
+    input_fidelity: str | None = None
+
+    def check(self, image_deployment: str) -> None:
+        """Refuse combinations the service rejects, before any upstream call."""
+        if self.background == "transparent" and self.output_format not in ("png", "webp"):
+            raise InvalidInputError(
+                f"background='transparent' needs output_format 'png' or 'webp', not '{self.output_format}'.",
+                hint="Use output_format='png' (or 'webp') for a transparent background, or background='opaque'.",
+            )
+        if self.output_compression is not None and self.output_format == "png":
+            raise InvalidInputError(
+                "output_compression only applies to 'jpeg' and 'webp' output; PNG is lossless.",
+                hint="Leave output_compression out, or choose output_format='jpeg' or 'webp'.",
+            )
+        if self.input_fidelity is not None and "mini" in image_deployment.lower():
+            raise InvalidInputError(
+                f"input_fidelity is not supported by the image deployment '{image_deployment}' (gpt-image-1-mini).",
+                hint="Leave input_fidelity out, or set AZURE_AI_IMAGE_DEPLOYMENT_NAME to a gpt-image-1 deployment.",
+            )
+
+    def tool(self, image_deployment: str, *, edit: bool = False, mask: ImageMask | None = None) -> ImageGenerationTool:
+        return ImageGenerationTool(
+            model=image_deployment,
+            size=self.size,
+            quality=self.quality,
+            output_format=self.output_format,
+            output_compression=self.output_compression,
+            background=self.background,
+            moderation=self.moderation,
+            partial_images=self.partial_images or None,
+            input_fidelity=self.input_fidelity,
+            action="edit" if edit else None,
+            input_image_mask=mask,
+        )
+
+
+@dataclass(frozen=True)
+class Parent:
+    image_id: str
+    uri: str
+    response_id: str
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    record: ImageRecord
+    preview: Preview
+    inputs: tuple[InputUsage, ...] = ()
+    parent: Parent | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One image request as the service will see it, before it is routed to an agent or not."""
+
+    prompt: str
+    options: ImageOptions
+    progress: Progress
+    store: ImageStore
+    client_cancelled: CancelCheck = always
+    parts: tuple[dict[str, Any], ...] = ()
+    edit: bool = False
+    mask_file_id: str | None = None
+    previous_response_id: str | None = None
+    inputs: tuple[InputUsage, ...] = ()
+    parent: Parent | None = None
+
+    def provenance(self, ref: AgentVersionRef) -> dict[str, Any]:
+        """What the stored image's metadata records about how it was made (also kept while in flight)."""
+        return {
+            "kind": "edit" if self.edit else "generate",
+            "prompt": self.prompt,
+            "options": asdict(self.options),
+            "agent_name": ref.name or None,
+            "agent_version": ref.version or None,
+            "inputs": [item.to_dict() for item in self.inputs],
+            "parent": asdict(self.parent) if self.parent else None,
+        }
