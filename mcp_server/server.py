@@ -77,7 +77,6 @@ Describe subject, style, composition and any text to render in the prompt; choos
 class AppState:
     service: ImageService
     fetcher: UrlFetcher
-    http: FoundryHttp
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
             )
             await service.resume_pending(stores.every())
             try:
-                yield AppState(service=service, fetcher=fetcher, http=http)
+                yield AppState(service=service, fetcher=fetcher)
             finally:
                 # Generations whose caller left get a grace period to land before the process exits;
                 # whatever is still running stays recorded and is resumed at the next start.

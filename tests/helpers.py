@@ -60,6 +60,20 @@ def preview_bytes(result: CallToolResult) -> bytes:
     return base64.b64decode(parts(result)[0].data)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A handler that writes no access log and finishes a reply whose status line is already sent."""
+
+    def reply(self, body: bytes, headers: dict[str, str]) -> None:
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
 @contextmanager
 def serving(server: ThreadingHTTPServer, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
     """Serve `handler` on a loopback server in a thread until the block ends."""
@@ -99,7 +113,7 @@ def token_endpoint(token: str = "token-from-managed-identity", status: int = 200
         status=status,
     )
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
             endpoint.calls.append({"query": query, "header": self.headers.get("X-IDENTITY-HEADER")})
@@ -116,13 +130,7 @@ def token_endpoint(token: str = "token-from-managed-identity", status: int = 200
                     }
                 ).encode()
                 self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
+            self.reply(body, {"Content-Type": "application/json"})
 
     with serving(server, Handler):
         yield endpoint
@@ -142,19 +150,12 @@ def static_server(routes: dict[str, tuple[int, dict[str, str], bytes]]) -> Itera
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     static = StaticServer(base_url=f"http://127.0.0.1:{server.server_address[1]}", routes=routes)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             static.hits.append(self.path)
             status, headers, body = static.routes.get(self.path, (404, {}, b"not found"))
             self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
+            self.reply(body, headers)
 
     with serving(server, Handler):
         yield static
