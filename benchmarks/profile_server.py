@@ -71,13 +71,15 @@ import json, time
 t = [time.perf_counter()]
 import mcp.server.mcpserver
 t.append(time.perf_counter())
-from mcp_server import cli, server, config
+from mcp_server import config
+from mcp_server.cli import main as cli
+from mcp_server.tools import server
 t.append(time.perf_counter())
 settings = config.Settings.load()
 t.append(time.perf_counter())
 built = server.build_server(settings)
 t.append(time.perf_counter())
-from mcp_server.auth import ApiKeyAuth
+from mcp_server.foundry.auth import ApiKeyAuth
 from mcp_server.foundry.http import build_client
 client = build_client(settings.endpoint, ApiKeyAuth("bench"))
 t.append(time.perf_counter())

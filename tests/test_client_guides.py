@@ -29,7 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import BlobResourceContents, ImageContent, ResourceLink
 
-from mcp_server import cli
+from mcp_server.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

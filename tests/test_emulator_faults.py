@@ -22,7 +22,7 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseCompletedEvent
 
-from mcp_server import cli
+from mcp_server.cli import main as cli
 from mcp_server.emulator import FAULTS, EmulatorConfig, PendingFault, RunningEmulator, faults, start_emulator
 
 V1 = {"api-version": "v1"}

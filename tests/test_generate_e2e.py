@@ -16,7 +16,7 @@ from mcp.types import BlobResourceContents
 from PIL import Image
 
 from mcp_server.emulator import RunningEmulator
-from mcp_server.store import URI_TEMPLATE
+from mcp_server.images.store import URI_TEMPLATE
 
 pytestmark = pytest.mark.anyio
 AGENT = "foundry-image-mcp"

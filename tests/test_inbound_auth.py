@@ -26,7 +26,7 @@ from jwt.algorithms import RSAAlgorithm
 from mcp.server.auth.provider import AccessToken
 
 from mcp_server.errors import ConfigurationError
-from mcp_server.inbound_auth import (
+from mcp_server.http.inbound_auth import (
     AUTH_TOKENS_VAR,
     ENTRA_AUDIENCE_VAR,
     ENTRA_ISSUER_VAR,
@@ -54,7 +54,7 @@ V1_ISSUER = f"https://sts.windows.net/{TENANT}/"
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"
-LOGGER = "mcp_server.inbound_auth"
+LOGGER = "mcp_server.http.inbound_auth"
 
 
 # --- static tokens ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from mcp_server.errors import InvalidInputError
+from mcp_server.images.store import URI_PREFIX, ImageStore
 from mcp_server.inputs import (
     MAX_IMAGES,
     InputResolver,
@@ -26,7 +27,6 @@ from mcp_server.inputs import (
     roots_to_dirs,
 )
 from mcp_server.inputs.paths import to_local_path
-from mcp_server.store import URI_PREFIX, ImageStore
 
 pytestmark = pytest.mark.anyio
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file system behaviour")

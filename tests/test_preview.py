@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mcp_server.errors import UnexpectedResponseError
-from mcp_server.preview import PREVIEW_BUDGET_BYTES, PREVIEW_MAX_SIDE, inspect_image, make_preview
+from mcp_server.images.preview import PREVIEW_BUDGET_BYTES, PREVIEW_MAX_SIDE, inspect_image, make_preview
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:

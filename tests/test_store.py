@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mcp_server.store import ImageStore, image_id_from_uri
+from mcp_server.images.store import ImageStore, image_id_from_uri
 
 
 def png(size: tuple[int, int] = (8, 8)) -> bytes:

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from mcp_server.errors import InvalidInputError
+from mcp_server.images.store import ImageStore
 from mcp_server.inputs import InputResolver, UrlFetcher
-from mcp_server.store import ImageStore
 
 pytestmark = pytest.mark.anyio
 

@@ -17,13 +17,13 @@ from typing import Final
 
 from anyio.to_thread import run_sync
 
+from mcp_server.images.store import ImageStore, image_id_from_uri
 from mcp_server.inputs.checks import MAX_INPUT_BYTES, ImageFacts, check_byte_size, check_image
 from mcp_server.inputs.classify import Kind, classify, decode_base64, decoded_size
 from mcp_server.inputs.fetch import UrlFetcher
 from mcp_server.inputs.messages import refusal, shorten
 from mcp_server.inputs.paths import PathSyntaxError, locate, read_confined, to_local_path
 from mcp_server.protocol import MIME_TYPES
-from mcp_server.store import ImageStore, image_id_from_uri
 
 MAX_IMAGES: Final = 16
 DATA_URL: Final = re.compile(r"^data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)

@@ -25,19 +25,6 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from mcp_server.background import BackgroundJobs
-from mcp_server.calls import (
-    Call,
-    CancelCheck,
-    GeneratedImage,
-    ImageOptions,
-    Parent,
-    Progress,
-    ProgressCallback,
-    always,
-    no_progress,
-)
-from mcp_server.edit_inputs import InputUsage, image_parts, usage
 from mcp_server.errors import (
     FoundryImageError,
     InvalidInputError,
@@ -50,9 +37,10 @@ from mcp_server.foundry.files import upload_file
 from mcp_server.foundry.http import FoundryHttp
 from mcp_server.foundry.responses import REQUEST_TAG_KEY, ImageResult, ResponsesClient, extract_image
 from mcp_server.foundry.runs import ResponseRunner, RunHooks, RunSettings
+from mcp_server.images.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
+from mcp_server.images.preview import Preview, inspect_image, make_preview
+from mcp_server.images.store import ImageRecord, ImageStore
 from mcp_server.inputs import ResolvedImage
-from mcp_server.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
-from mcp_server.preview import Preview, inspect_image, make_preview
 from mcp_server.protocol import (
     MAX_PROMPT_CHARS,
     AgentReference,
@@ -64,7 +52,19 @@ from mcp_server.protocol import (
     Response,
     is_image_call,
 )
-from mcp_server.store import ImageRecord, ImageStore
+from mcp_server.service.background import BackgroundJobs
+from mcp_server.service.calls import (
+    Call,
+    CancelCheck,
+    GeneratedImage,
+    ImageOptions,
+    Parent,
+    Progress,
+    ProgressCallback,
+    always,
+    no_progress,
+)
+from mcp_server.service.edit_inputs import InputUsage, image_parts, usage
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import anyio
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
+from mcp_server.cli.demo_page import demo_page
 from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, default_output_dir
-from mcp_server.demo_page import demo_page
 
 DEFAULT_PROMPT = "A lighthouse on a rocky coast at sunset, watercolor style"
 EDIT_PROMPT = "Make the sky a deep orange and add a flock of birds"

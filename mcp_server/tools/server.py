@@ -1,6 +1,6 @@
 """The MCP surface: tools and resources registered on an `MCPServer`, errors mapped to results.
 
-Protocol logic lives in `mcp_server.foundry` and `mcp_server.generation`; this module only
+Protocol logic lives in `mcp_server.foundry` and `mcp_server.service.generation`; this module only
 wires them to MCP.
 """
 
@@ -26,26 +26,25 @@ from mcp_types.version import is_version_at_least
 from pydantic import AnyUrl, Field
 
 from mcp_server import __version__
-from mcp_server.auth import ApiKeyAuth, EntraTokenAuth
-from mcp_server.background import BackgroundJobs
-from mcp_server.calls import ImageOptions
 from mcp_server.config import Settings
 from mcp_server.errors import FoundryImageError
 from mcp_server.foundry.agents import AgentRegistry
+from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.runs import RunSettings
-from mcp_server.generation import ImageService
-from mcp_server.icons import icon
+from mcp_server.images.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
+from mcp_server.images.store import URI_TEMPLATE, image_id_from_uri
+from mcp_server.images.stores import Stores
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
-from mcp_server.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.protocol import (
     MAX_PROMPT_CHARS,
     InputFidelity,
 )
-from mcp_server.results import ImageResult, error_result, image_result
-from mcp_server.store import URI_TEMPLATE, image_id_from_uri
-from mcp_server.stores import Stores
-from mcp_server.tool_params import (
+from mcp_server.service.background import BackgroundJobs
+from mcp_server.service.calls import ImageOptions
+from mcp_server.service.generation import ImageService
+from mcp_server.tools.icons import icon
+from mcp_server.tools.params import (
     BackgroundParam,
     CompressionParam,
     ModerationParam,
@@ -55,6 +54,7 @@ from mcp_server.tool_params import (
     SizeParam,
     tool_annotations,
 )
+from mcp_server.tools.results import ImageResult, error_result, image_result
 
 logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 30.0

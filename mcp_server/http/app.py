@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcp_server import __version__
 from mcp_server.config import Settings
 from mcp_server.errors import ConfigurationError
-from mcp_server.server import ImageServer, InboundAuth, build_server
+from mcp_server.tools.server import ImageServer, InboundAuth, build_server
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def transport_security(options: HttpOptions) -> TransportSecuritySettings:
 
 def inbound_verifier(options: HttpOptions) -> TokenVerifier | None:
     """The verifier configured in the environment, or None; refuses an open non-loopback server."""
-    from mcp_server.inbound_auth import build_verifier
+    from mcp_server.http.inbound_auth import build_verifier
 
     verifier = build_verifier(os.environ)
     if verifier is None and not is_loopback(options.host) and not options.allow_unauthenticated:
@@ -88,7 +88,7 @@ def inbound_verifier(options: HttpOptions) -> TokenVerifier | None:
 
 
 def inbound_auth(verifier: TokenVerifier, options: HttpOptions, base_url: str) -> InboundAuth:
-    from mcp_server.inbound_auth import ENTRA_TENANT_VAR
+    from mcp_server.http.inbound_auth import ENTRA_TENANT_VAR
 
     tenant = os.environ.get(ENTRA_TENANT_VAR)
     issuer = f"https://login.microsoftonline.com/{tenant}/v2.0" if tenant else base_url

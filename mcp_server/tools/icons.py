@@ -11,6 +11,6 @@ from mcp.types import Icon
 
 @cache
 def icon(name: str, size: int) -> Icon:
-    data = files("mcp_server").joinpath("assets", f"{name}.png").read_bytes()
+    data = files("mcp_server.tools").joinpath("assets", f"{name}.png").read_bytes()
     src = "data:image/png;base64," + base64.b64encode(data).decode()
     return Icon(src=src, mime_type="image/png", sizes=[f"{size}x{size}"])

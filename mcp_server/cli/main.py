@@ -112,11 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             return _run_emulator(args)
         if args.command == "demo":
-            from mcp_server.demo import run_demo
+            from mcp_server.cli.demo import run_demo
 
             return run_demo(args.prompt, args.output_dir)
         if args.command == "doctor":
-            from mcp_server.doctor import run_doctor
+            from mcp_server.cli.doctor import run_doctor
 
             return run_doctor(config_overrides(args), live=args.live)
         return _serve(args)
@@ -155,7 +155,7 @@ def _run_server(settings: Any, args: argparse.Namespace) -> int:
         settings.output_dir,
     )
     if args.transport == "http":
-        from mcp_server.http_app import HttpOptions, serve_http
+        from mcp_server.http.app import HttpOptions, serve_http
 
         options = HttpOptions(
             host=args.host,
@@ -169,7 +169,7 @@ def _run_server(settings: Any, args: argparse.Namespace) -> int:
         )
         serve_http(settings, options)
         return 0
-    from mcp_server.server import build_server
+    from mcp_server.tools.server import build_server
 
     build_server(settings).run()
     return 0

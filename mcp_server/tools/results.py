@@ -9,9 +9,9 @@ from typing import Any
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
-from mcp_server.calls import GeneratedImage
 from mcp_server.errors import FoundryImageError
-from mcp_server.store import ImageRecord, ImageStore
+from mcp_server.images.store import ImageRecord, ImageStore
+from mcp_server.service.calls import GeneratedImage
 
 
 class ErrorInfo(BaseModel):

@@ -1,7 +1,7 @@
 """What one image call is: its options, its progress, and what it produced.
 
 These are the values the service and the MCP surface pass between them; the service that runs a
-call lives in `mcp_server.generation`.
+call lives in `mcp_server.service.generation`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from mcp_server.edit_inputs import InputUsage
 from mcp_server.errors import InvalidInputError
 from mcp_server.foundry.agents import AgentVersionRef
-from mcp_server.preview import Preview
+from mcp_server.images.preview import Preview
+from mcp_server.images.store import ImageRecord, ImageStore
 from mcp_server.protocol import ImageGenerationTool, ImageMask
-from mcp_server.store import ImageRecord, ImageStore
+from mcp_server.service.edit_inputs import InputUsage
 
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
 CancelCheck = Callable[[], bool]

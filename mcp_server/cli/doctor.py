@@ -29,9 +29,6 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import httpx2
 
-from mcp_server.auth import ApiKeyAuth, EntraTokenAuth, default_credential
-from mcp_server.background import BackgroundJobs
-from mcp_server.calls import ImageOptions
 from mcp_server.config import API_KEY_VAR, IMAGE_VAR, MODEL_VAR, OUTPUT_DIR_VAR, Settings
 from mcp_server.errors import (
     AuthenticationError,
@@ -41,12 +38,15 @@ from mcp_server.errors import (
     ServiceUnreachableError,
 )
 from mcp_server.foundry.agents import AgentRegistry, AgentVersionRef
+from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth, default_credential
 from mcp_server.foundry.http import DEPLOYMENT_HINT, FoundryHttp, build_client
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
-from mcp_server.generation import ImageService
+from mcp_server.images.store import ImageStore
 from mcp_server.protocol import AGENTS_API_VERSION, TOKEN_SCOPE
-from mcp_server.store import ImageStore
+from mcp_server.service.background import BackgroundJobs
+from mcp_server.service.calls import ImageOptions
+from mcp_server.service.generation import ImageService
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

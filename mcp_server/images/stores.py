@@ -12,7 +12,7 @@ from pathlib import Path
 from mcp.server.auth.middleware.auth_context import get_access_token
 
 from mcp_server.errors import AuthenticationError
-from mcp_server.store import ImageStore
+from mcp_server.images.store import ImageStore
 
 
 class Stores:
@@ -27,7 +27,7 @@ class Stores:
         if not self.isolated:
             return self.shared
         # Imported here: JWT and crypto libraries are only needed when HTTP requests are authenticated.
-        from mcp_server.inbound_auth import principal_dir_name, principal_of
+        from mcp_server.http.inbound_auth import principal_dir_name, principal_of
 
         principal = principal_of(get_access_token())
         if principal is None:

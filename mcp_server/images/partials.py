@@ -12,7 +12,7 @@ from typing import Final
 
 import anyio
 
-from mcp_server.preview import Preview
+from mcp_server.images.preview import Preview
 
 PARTIAL_PREFIX: Final = "foundry-image://partials/"
 PARTIAL_TEMPLATE: Final = PARTIAL_PREFIX + "{response_id}/{index}"
