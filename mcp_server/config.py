@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from mcp_server.errors import ConfigurationError
+from mcp_server.protocol import AGENT_NAME_MAX, AGENT_NAME_PATTERN
 
 ENDPOINT_VARS = ("AZURE_AI_PROJECT_ENDPOINT", "AZURE_AI_FOUNDRY_PROJECT_ENDPOINT")
 MODEL_VAR = "AZURE_AI_MODEL_DEPLOYMENT_NAME"
@@ -54,7 +55,7 @@ class Settings(BaseModel):
     model_deployment: str = Field(min_length=1, description="orchestrator model deployment of the agent")
     image_deployment: str = Field(default=DEFAULT_IMAGE_DEPLOYMENT, min_length=1)
     agent_name: str = Field(
-        default=DEFAULT_AGENT_NAME, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
+        default=DEFAULT_AGENT_NAME, min_length=1, max_length=AGENT_NAME_MAX, pattern=AGENT_NAME_PATTERN
     )
     api_key: SecretStr | None = None
     output_dir: Path

@@ -35,6 +35,8 @@ METADATA_MAX_PAIRS: Final = 16
 METADATA_KEY_MAX: Final = 64
 METADATA_VALUE_MAX: Final = 512
 AGENT_NAME_MAX: Final = 63
+AGENT_NAME_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$"
+"""Agent names: letters, digits and inner hyphens (the service's rule; config and emulator share it)."""
 
 Size = Literal["auto", "1024x1024", "1536x1024", "1024x1536"]
 Quality = Literal["auto", "low", "medium", "high"]

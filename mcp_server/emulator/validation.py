@@ -9,6 +9,7 @@ from typing import Any
 from mcp_server.protocol import (
     ACTIONS,
     AGENT_NAME_MAX,
+    AGENT_NAME_PATTERN,
     BACKGROUNDS,
     INPUT_FIDELITIES,
     MAX_PARTIAL_IMAGES,
@@ -26,7 +27,7 @@ from .errors import invalid_payload
 
 DEFAULT_IMAGE_MODEL = "gpt-image-1"
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
-_AGENT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+_AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
 _ENUMS: dict[str, tuple[str, ...]] = {
     "size": SIZES,
     "quality": QUALITIES,
