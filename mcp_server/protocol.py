@@ -219,12 +219,6 @@ TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "incom
 PENDING_STATUSES: Final = frozenset({"queued", "in_progress"})
 
 
-class DeleteResponseResult(WireModel):
-    id: str
-    object: str = "response"
-    deleted: bool = True
-
-
 # ---------------------------------------------------------------- files
 
 

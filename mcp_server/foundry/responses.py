@@ -44,7 +44,7 @@ class StreamDropped(Exception):
 
 
 @dataclass(frozen=True)
-class ImageResult:
+class ExtractedImage:
     """The decoded final image of a response, with what the service said about it."""
 
     data: bytes
@@ -167,7 +167,7 @@ def stream_error(error: dict[str, Any]) -> FoundryImageError:
     return ServiceRefusedError(f"Foundry reported an error while streaming the image: {message}", upstream_code=code)
 
 
-def extract_image(response: Response) -> ImageResult:
+def extract_image(response: Response) -> ExtractedImage:
     """The final image of a response, or an error that says why there is none."""
     calls = response.image_calls()
     for call in calls:
@@ -176,7 +176,7 @@ def extract_image(response: Response) -> ImageResult:
                 data = base64.b64decode(call.result, validate=True)
             except (binascii.Error, ValueError):
                 raise UnexpectedResponseError("Foundry returned an image that is not valid base64.") from None
-            return ImageResult(data=data, response_id=response.id, call=call)
+            return ExtractedImage(data=data, response_id=response.id, call=call)
     raise no_image_error(response, calls)
 
 

@@ -35,7 +35,7 @@ from mcp_server.errors import (
 from mcp_server.foundry.agents import INSTRUCTIONS, AgentRegistry, AgentVersionRef
 from mcp_server.foundry.files import upload_file
 from mcp_server.foundry.http import FoundryHttp
-from mcp_server.foundry.responses import REQUEST_TAG_KEY, ImageResult, ResponsesClient, extract_image
+from mcp_server.foundry.responses import REQUEST_TAG_KEY, ExtractedImage, ResponsesClient, extract_image
 from mcp_server.foundry.runs import ResponseRunner, RunHooks, RunSettings
 from mcp_server.images.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
 from mcp_server.images.preview import Preview, inspect_image, make_preview
@@ -323,7 +323,7 @@ class ImageService:
         await call.progress.at(100, f"Saved {record.file_name}")
         return GeneratedImage(record=record, preview=preview, inputs=call.inputs, parent=call.parent)
 
-    def _save(self, image: ImageResult, provenance: dict[str, Any], store: ImageStore) -> ImageRecord:
+    def _save(self, image: ExtractedImage, provenance: dict[str, Any], store: ImageStore) -> ImageRecord:
         info = inspect_image(image.data)
         record = store.save(
             image.data,

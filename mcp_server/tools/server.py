@@ -31,6 +31,7 @@ from mcp_server.errors import FoundryImageError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth
 from mcp_server.foundry.http import FoundryHttp, build_client
+from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
 from mcp_server.images.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.images.store import URI_TEMPLATE, image_id_from_uri
@@ -165,9 +166,11 @@ class ImageServer(MCPServer[AppState]):
         return [ReadResourceContents(content=store.read_bytes(record), mime_type=record.mime_type)]
 
 
-def build_server(settings: Settings, inbound: InboundAuth | None = None) -> ImageServer:
+def build_server(
+    settings: Settings, inbound: InboundAuth | None = None, *, retry: RetryPolicy | None = None
+) -> ImageServer:
     """The server for `settings`; with `inbound`, HTTP requests are authenticated and each principal
-    gets its own image store."""
+    gets its own image store. `retry` replaces the default retry policy (tests pass short delays)."""
     stores = Stores(settings.output_dir, isolated=inbound is not None)
 
     @asynccontextmanager
@@ -176,6 +179,7 @@ def build_server(settings: Settings, inbound: InboundAuth | None = None) -> Imag
         http = FoundryHttp(
             lambda: build_client(settings.endpoint, auth, _timeouts(settings)),
             image_deployment=settings.image_deployment,
+            retry=retry,
         )
         async with (
             UrlFetcher(trusted_hosts=settings.trusted_url_hosts) as fetcher,
