@@ -1,15 +1,30 @@
-"""Settings: one pydantic model, read once at start from the environment, overridden by CLI flags."""
+"""Settings: read once at start from the environment (pydantic-settings), overridden by CLI flags.
+
+Every setting the server reads is a field here, named by its environment variable; nothing else
+in the package reads `os.environ` except to hand the environment on to a child process.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from mcp_server.errors import ConfigurationError
 from mcp_server.protocol import AGENT_NAME_MAX, AGENT_NAME_PATTERN
@@ -28,14 +43,54 @@ HEARTBEAT_VAR = "FOUNDRY_IMAGE_MCP_HEARTBEAT"
 CONNECT_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_CONNECT_TIMEOUT"
 READ_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_READ_TIMEOUT"
 MAX_CONCURRENT_VAR = "FOUNDRY_IMAGE_MCP_MAX_CONCURRENT"
+AUTH_TOKENS_VAR = "FOUNDRY_IMAGE_MCP_AUTH_TOKENS"
+ENTRA_TENANT_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_TENANT_ID"
+ENTRA_AUDIENCE_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_AUDIENCE"
+ENTRA_SCOPES_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_SCOPES"
+ENTRA_ISSUER_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_ISSUER"
+ENTRA_JWKS_URL_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_JWKS_URL"
 
 DEFAULT_IMAGE_DEPLOYMENT = "gpt-image-1"
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""The loopback names this package recognizes (any other loopback IP address counts too)."""
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` (a name or an IP address, IPv6 with or without brackets) is this machine only."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("foundry_image_mcp_environ", default=None)
+"""The environment `load` was given in place of `os.environ`, while it builds the settings."""
+
+
+def _current_environ() -> Mapping[str, str]:
+    environ = _environ.get()
+    return os.environ if environ is None else environ
+
+
+@contextmanager
+def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
+    token = _environ.set(environ)
+    try:
+        yield
+    finally:
+        _environ.reset(token)
+
 
 def default_output_dir(environ: Mapping[str, str] | None = None) -> Path:
     """The per-user data directory for images, following each platform's convention."""
-    env = os.environ if environ is None else environ
+    env = _current_environ() if environ is None else environ
     home = Path(env.get("HOME") or Path.home())
     if sys.platform == "win32":
         base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
@@ -46,27 +101,120 @@ def default_output_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "foundry-image-mcp" / "images"
 
 
-class Settings(BaseModel):
+def variables(model: type[BaseSettings]) -> dict[str, str]:
+    """Field name by environment variable, for every variable `model` reads."""
+    found: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        for choice in alias.choices if isinstance(alias, AliasChoices) else [alias]:
+            if isinstance(choice, str):
+                found[choice] = name
+    return found
+
+
+class _EnvironSource(EnvSettingsSource):
+    """The environment `load` was given (else `os.environ`): only the declared variables, empty ones unset.
+
+    Fields without a variable (a nested group, the emulator flag) and field names are never read from it.
+    """
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        declared = variables(self.settings_cls)
+        return {name: value for name, value in _current_environ().items() if name in declared and value != ""}
+
+
+class _EnvironSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", case_sensitive=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments (CLI flags) first, then the environment; no .env file, no secrets dir.
+        return init_settings, _EnvironSource(settings_cls)
+
+
+def _split(separators: str, value: Any) -> Any:
+    """A variable's list value: split on `separators` (a regex class), blanks trimmed and dropped."""
+    if not isinstance(value, str):
+        return value
+    return tuple(part.strip() for part in re.split(separators, value) if part.strip())
+
+
+class InboundAuthSettings(_EnvironSettings):
+    """HTTP transport only: who may call this server (see `mcp_server.http.verifiers.build_verifier`)."""
+
+    auth_tokens: SecretStr | None = Field(default=None, validation_alias=AUTH_TOKENS_VAR)
+    entra_tenant_id: str | None = Field(default=None, validation_alias=ENTRA_TENANT_VAR)
+    entra_audience: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias=ENTRA_AUDIENCE_VAR)
+    entra_scopes: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias=ENTRA_SCOPES_VAR)
+    entra_issuer: str | None = Field(default=None, validation_alias=ENTRA_ISSUER_VAR)
+    entra_jwks_url: str | None = Field(default=None, validation_alias=ENTRA_JWKS_URL_VAR)
+
+    @field_validator("entra_tenant_id", "entra_issuer", "entra_jwks_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("entra_audience", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split(",", value)
+
+    @field_validator("entra_scopes", mode="before")
+    @classmethod
+    def _space_or_comma_separated(cls, value: Any) -> Any:
+        return _split(r"[\s,]", value)
+
+    @property
+    def entra_configured(self) -> bool:
+        """Whether any Microsoft Entra ID setting is given (a half-given one is an error to report)."""
+        return any(
+            (self.entra_tenant_id, self.entra_audience, self.entra_scopes, self.entra_issuer, self.entra_jwks_url)
+        )
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> InboundAuthSettings:
+        """Read `environ` (default `os.environ`)."""
+        with _reading(environ):
+            return cls()
+
+
+class Settings(_EnvironSettings):
     """Everything the server needs to know, validated once."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    endpoint: str = Field(description="Foundry project endpoint")
-    model_deployment: str = Field(min_length=1, description="orchestrator model deployment of the agent")
-    image_deployment: str = Field(default=DEFAULT_IMAGE_DEPLOYMENT, min_length=1)
-    agent_name: str = Field(
-        default=DEFAULT_AGENT_NAME, min_length=1, max_length=AGENT_NAME_MAX, pattern=AGENT_NAME_PATTERN
+    endpoint: str = Field(validation_alias=AliasChoices(*ENDPOINT_VARS), description="Foundry project endpoint")
+    model_deployment: str = Field(
+        min_length=1, validation_alias=MODEL_VAR, description="orchestrator model deployment of the agent"
     )
-    api_key: SecretStr | None = None
-    output_dir: Path
-    input_dirs: tuple[Path, ...] = ()
-    trusted_url_hosts: frozenset[str] = frozenset()
-    poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between background polls")
-    timeout: float = Field(default=600.0, gt=0, description="overall seconds allowed for one generation")
-    heartbeat: float = Field(default=5.0, gt=0, le=10, description="max seconds between progress notifications")
-    connect_timeout: float = Field(default=10.0, gt=0, description="seconds to open a connection to Foundry")
-    read_timeout: float = Field(default=120.0, gt=0, description="longest silence tolerated on a Foundry connection")
-    max_concurrent: int = Field(default=16, ge=1, le=1024, description="upstream generations running at once")
+    image_deployment: str = Field(default=DEFAULT_IMAGE_DEPLOYMENT, min_length=1, validation_alias=IMAGE_VAR)
+    agent_name: str = Field(
+        default=DEFAULT_AGENT_NAME,
+        min_length=1,
+        max_length=AGENT_NAME_MAX,
+        pattern=AGENT_NAME_PATTERN,
+        validation_alias=AGENT_VAR,
+    )
+    api_key: SecretStr | None = Field(default=None, validation_alias=API_KEY_VAR)
+    output_dir: Path = Field(default_factory=default_output_dir, validation_alias=OUTPUT_DIR_VAR)
+    input_dirs: Annotated[tuple[Path, ...], NoDecode] = Field(default=(), validation_alias=INPUT_DIRS_VAR)
+    trusted_url_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias=TRUSTED_HOSTS_VAR
+    )
+    poll_interval: float = Field(default=1.0, gt=0, le=60, validation_alias=POLL_INTERVAL_VAR)
+    timeout: float = Field(default=600.0, gt=0, validation_alias=TIMEOUT_VAR, description="seconds per generation")
+    heartbeat: float = Field(default=5.0, gt=0, le=10, validation_alias=HEARTBEAT_VAR)
+    connect_timeout: float = Field(default=10.0, gt=0, validation_alias=CONNECT_TIMEOUT_VAR)
+    read_timeout: float = Field(default=120.0, gt=0, validation_alias=READ_TIMEOUT_VAR)
+    max_concurrent: int = Field(default=16, ge=1, le=1024, validation_alias=MAX_CONCURRENT_VAR)
+    inbound: InboundAuthSettings = Field(default_factory=InboundAuthSettings, description="HTTP only")
     emulator: bool = False
 
     @field_validator("endpoint")
@@ -78,67 +226,64 @@ class Settings(BaseModel):
             raise ValueError(
                 "must be an absolute URL such as https://<resource>.services.ai.azure.com/api/projects/<project>"
             )
-        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("must use https (plain http is only allowed for a loopback emulator)")
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query string or fragment")
         return value
 
+    @field_validator("output_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("input_dirs", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        return tuple(Path(p) for p in value.split(os.pathsep) if p) if isinstance(value, str) else value
+
+    @field_validator("trusted_url_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        return frozenset(host.lower() for host in _split(",", value)) if isinstance(value, str) else value
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read the environment, apply the non-None `overrides` (CLI flags), and validate.
+        """Read `environ` (default `os.environ`), apply the non-None `overrides` (CLI flags), and validate.
 
         Raises:
             ConfigurationError: with one message naming every missing or malformed setting.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            "endpoint": next((env[name] for name in ENDPOINT_VARS if env.get(name)), None),
-            "model_deployment": env.get(MODEL_VAR) or None,
-            "image_deployment": env.get(IMAGE_VAR) or None,
-            "agent_name": env.get(AGENT_VAR) or None,
-            "api_key": env.get(API_KEY_VAR) or None,
-            "output_dir": env.get(OUTPUT_DIR_VAR) or None,
-            "input_dirs": tuple(Path(p) for p in (env.get(INPUT_DIRS_VAR) or "").split(os.pathsep) if p) or None,
-            "trusted_url_hosts": frozenset(
-                h.strip().lower() for h in (env.get(TRUSTED_HOSTS_VAR) or "").split(",") if h.strip()
-            )
-            or None,
-            "poll_interval": env.get(POLL_INTERVAL_VAR) or None,
-            "timeout": env.get(TIMEOUT_VAR) or None,
-            "heartbeat": env.get(HEARTBEAT_VAR) or None,
-            "connect_timeout": env.get(CONNECT_TIMEOUT_VAR) or None,
-            "read_timeout": env.get(READ_TIMEOUT_VAR) or None,
-            "max_concurrent": env.get(MAX_CONCURRENT_VAR) or None,
-        }
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        missing = [
-            label
-            for key, label in (
-                ("endpoint", f"{ENDPOINT_VARS[0]} (or {ENDPOINT_VARS[1]}, or --endpoint)"),
-                ("model_deployment", f"{MODEL_VAR} (or --model-deployment)"),
-            )
-            if not values.get(key)
-        ]
-        if missing:
-            raise ConfigurationError(
-                "foundry-image-mcp is not configured: set " + " and ".join(missing) + ".",
-                hint="For example AZURE_AI_PROJECT_ENDPOINT="
-                "https://<resource>.services.ai.azure.com/api/projects/<project> and "
-                "AZURE_AI_MODEL_DEPLOYMENT_NAME=gpt-4.1. To try it without Azure, run "
-                "`foundry-image-mcp --emulator` or `foundry-image-mcp demo`.",
-            )
-        values["output_dir"] = (
-            Path(values["output_dir"]).expanduser() if values["output_dir"] else default_output_dir(env)
-        )
+        given = {key: value for key, value in overrides.items() if value is not None}
         try:
-            return cls.model_validate({key: value for key, value in values.items() if value is not None})
+            with _reading(environ):
+                return cls(**given)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigurationError(f"foundry-image-mcp settings are invalid: {problems}.") from None
+            raise _configuration_error(exc) from None
 
     @property
     def auth_mode(self) -> str:
         return "api-key" if self.api_key is not None else "entra-id"
+
+
+_REQUIRED = {
+    "endpoint": f"{ENDPOINT_VARS[0]} (or {ENDPOINT_VARS[1]}, or --endpoint)",
+    "model_deployment": f"{MODEL_VAR} (or --model-deployment)",
+}
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    """One message for every problem; it never repeats a value, which may be a secret."""
+    names = {**variables(InboundAuthSettings), **variables(Settings)}
+    located = [([names.get(str(part), str(part)) for part in err["loc"]], err) for err in exc.errors()]
+    missing = [_REQUIRED[loc[0]] for loc, err in located if err["type"] == "missing" and loc and loc[0] in _REQUIRED]
+    if missing:
+        return ConfigurationError(
+            "foundry-image-mcp is not configured: set " + " and ".join(missing) + ".",
+            hint="For example AZURE_AI_PROJECT_ENDPOINT="
+            "https://<resource>.services.ai.azure.com/api/projects/<project> and "
+            "AZURE_AI_MODEL_DEPLOYMENT_NAME=gpt-4.1. To try it without Azure, run "
+            "`foundry-image-mcp --emulator` or `foundry-image-mcp demo`.",
+        )
+    problems = "; ".join(f"{'.'.join(loc) or 'settings'}: {err['msg']}" for loc, err in located)
+    return ConfigurationError(f"foundry-image-mcp settings are invalid: {problems}.")

@@ -6,10 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.config import Settings, default_output_dir
+from mcp_server.config import (
+    AUTH_TOKENS_VAR,
+    ENTRA_AUDIENCE_VAR,
+    ENTRA_ISSUER_VAR,
+    ENTRA_JWKS_URL_VAR,
+    ENTRA_SCOPES_VAR,
+    ENTRA_TENANT_VAR,
+    InboundAuthSettings,
+    Settings,
+    default_output_dir,
+    is_loopback,
+)
 from mcp_server.errors import ConfigurationError
 
 ENDPOINT = "https://res.services.ai.azure.com/api/projects/proj"
+REQUIRED = {"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT, "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1", "HOME": "/tmp"}
+SECRET = "alice-token-0123456789abcdef"
 
 
 def test_settings_read_the_environment_with_defaults(tmp_path: Path) -> None:
@@ -77,6 +90,111 @@ def test_invalid_agent_name_is_refused() -> None:
         Settings.load(
             {"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT, "AZURE_AI_MODEL_DEPLOYMENT_NAME": "m"}, agent_name="-bad-"
         )
+
+
+def test_the_inbound_auth_settings_are_read_and_split_and_the_tokens_stay_secret() -> None:
+    settings = Settings.load(
+        {
+            **REQUIRED,
+            AUTH_TOKENS_VAR: f"alice:{SECRET}",
+            ENTRA_TENANT_VAR: " 11111111-2222-4333-8444-555555555555 ",
+            ENTRA_AUDIENCE_VAR: "api://images, 0c0c0c0c ,",
+            ENTRA_SCOPES_VAR: "Images.Write, Images.Read  Other",
+            ENTRA_ISSUER_VAR: "https://login.microsoftonline.us/t/v2.0",
+            ENTRA_JWKS_URL_VAR: "https://login.microsoftonline.us/t/discovery/v2.0/keys",
+        }
+    )
+    inbound = settings.inbound
+    assert inbound.auth_tokens is not None and inbound.auth_tokens.get_secret_value() == f"alice:{SECRET}"
+    assert inbound.entra_tenant_id == "11111111-2222-4333-8444-555555555555"
+    assert inbound.entra_audience == ("api://images", "0c0c0c0c")
+    assert inbound.entra_scopes == ("Images.Write", "Images.Read", "Other")
+    assert inbound.entra_issuer == "https://login.microsoftonline.us/t/v2.0"
+    assert inbound.entra_jwks_url == "https://login.microsoftonline.us/t/discovery/v2.0/keys"
+    assert inbound.entra_configured
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+
+
+def test_without_inbound_auth_settings_the_group_is_empty() -> None:
+    inbound = Settings.load(REQUIRED).inbound
+    assert inbound == InboundAuthSettings.load({})
+    assert (inbound.auth_tokens, inbound.entra_tenant_id, inbound.entra_audience) == (None, None, ())
+    assert not inbound.entra_configured
+    assert not InboundAuthSettings.load({ENTRA_TENANT_VAR: "  ", ENTRA_SCOPES_VAR: " , "}).entra_configured
+
+
+def test_a_given_environment_replaces_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**REQUIRED, AUTH_TOKENS_VAR: f"alice:{SECRET}", "FOUNDRY_IMAGE_MCP_TIMEOUT": "7"}.items():
+        monkeypatch.setenv(name, value)
+    from_process = Settings.load()
+    assert (from_process.endpoint, from_process.timeout) == (ENDPOINT, 7.0)
+    assert from_process.inbound.auth_tokens is not None
+    given = Settings.load({**REQUIRED, "AZURE_AI_MODEL_DEPLOYMENT_NAME": "other"})
+    assert (given.model_deployment, given.timeout, given.inbound.auth_tokens) == ("other", 600.0, None)
+    assert InboundAuthSettings.load({}).auth_tokens is None
+    with pytest.raises(ConfigurationError, match="not configured"):
+        Settings.load({})
+
+
+def test_only_the_documented_variables_are_read_and_empty_ones_count_as_unset() -> None:
+    env = {
+        **REQUIRED,
+        "FOUNDRY_IMAGE_MCP_TIMEOUT": "",
+        "AZURE_AI_IMAGE_DEPLOYMENT_NAME": "",
+        "emulator": "true",
+        "inbound": '{"auth_tokens": "x"}',
+        "timeout": "1",
+    }
+    settings = Settings.load(env)
+    assert (settings.timeout, settings.image_deployment, settings.emulator) == (600.0, "gpt-image-1", False)
+    assert settings.inbound.auth_tokens is None
+    with pytest.raises(ConfigurationError, match="not configured: set AZURE_AI_PROJECT_ENDPOINT"):
+        Settings.load({"endpoint": ENDPOINT, "AZURE_AI_MODEL_DEPLOYMENT_NAME": "m"})
+    with pytest.raises(ConfigurationError, match="not configured: set AZURE_AI_MODEL_DEPLOYMENT_NAME"):
+        Settings.load({**REQUIRED, "AZURE_AI_MODEL_DEPLOYMENT_NAME": ""})
+
+
+def test_every_malformed_setting_is_named_in_one_message() -> None:
+    env = {**REQUIRED, "FOUNDRY_IMAGE_MCP_MAX_CONCURRENT": "many", "FOUNDRY_IMAGE_MCP_HEARTBEAT": "11"}
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load(env, timeout=-1)
+    message = caught.value.message
+    assert message.startswith("foundry-image-mcp settings are invalid: ")
+    for name in ("timeout:", "heartbeat:", "max_concurrent:"):
+        assert name in message
+
+
+def test_a_secret_is_never_repeated_in_an_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load({**REQUIRED, "AZURE_AI_API_KEY": SECRET}, bogus=SECRET)
+    assert "bogus" in str(caught.value) and SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("localhost.example.com", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_hosts(host: str | None, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost:8765", "[::1]:8765"])
+def test_plain_http_is_allowed_for_a_loopback_emulator(host: str) -> None:
+    settings = Settings.load({**REQUIRED, "AZURE_AI_PROJECT_ENDPOINT": f"http://{host}/api/projects/emulator"})
+    assert settings.endpoint == f"http://{host}/api/projects/emulator"
 
 
 def test_server_without_endpoint_exits_with_one_clear_message_and_no_traceback(tmp_path: Path) -> None:

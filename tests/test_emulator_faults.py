@@ -5,6 +5,7 @@ Everything runs over loopback HTTP against `start_emulator(...)`; nothing waits 
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -107,6 +109,42 @@ def test_every_fault_is_documented_and_offered_by_the_cli(capsys: pytest.Capture
     for name in FAULTS:
         assert f"`{name}`" in doc, name
         assert name in flat_help, name
+
+
+def emulator_imports() -> tuple[dict[str, set[str]], set[str]]:
+    """Each emulator module's imports of its sibling modules (TYPE_CHECKING ones included), and the other
+    `mcp_server` modules the emulator imports."""
+    graph: dict[str, set[str]] = {}
+    outside: set[str] = set()
+    for path in Path(faults.__file__).parent.glob("*.py"):
+        siblings = graph[path.stem] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                siblings.update([node.module] if node.module else [alias.name for alias in node.names])
+            elif isinstance(node, ast.ImportFrom):
+                outside.update([node.module] if (node.module or "").startswith("mcp_server") else [])
+            elif isinstance(node, ast.Import):
+                outside.update(alias.name for alias in node.names if alias.name.startswith("mcp_server"))
+    return graph, outside
+
+
+def test_the_fault_names_are_dependency_free_and_the_emulator_modules_form_no_cycle() -> None:
+    graph, outside = emulator_imports()
+    assert graph["fault_names"] == set()
+    assert outside == {"mcp_server.protocol"}, "the emulator shares only the protocol with the rest"
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", "import cycle: " + " -> ".join([*path, module])
+        state[module] = "open"
+        for imported in graph[module]:
+            visit(imported, [*path, module])
+        state[module] = "done"
+
+    for module in graph:
+        visit(module, [])
 
 
 def test_inject_rejects_unknown_names_and_counts(emulator: RunningEmulator) -> None:

@@ -19,7 +19,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import BlobResourceContents
 
 from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
-from mcp_server.http.inbound_auth import principal_dir_name
+from mcp_server.images.stores import principal_dir_name
 
 pytestmark = pytest.mark.anyio
 ALICE = "alice-token-0123456789abcdef"

@@ -1,4 +1,5 @@
-"""Inbound authentication: static tokens, Microsoft Entra ID JWTs against a real loopback JWKS server."""
+"""Inbound authentication: static tokens, Microsoft Entra ID JWTs against a real loopback JWKS server,
+and the verifier the settings build."""
 
 from __future__ import annotations
 
@@ -17,31 +18,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anyio
-import httpx2
+import anyio.to_thread
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from mcp_server.errors import ConfigurationError
-from mcp_server.http.inbound_auth import (
+from mcp_server.config import (
     AUTH_TOKENS_VAR,
     ENTRA_AUDIENCE_VAR,
     ENTRA_ISSUER_VAR,
     ENTRA_JWKS_URL_VAR,
     ENTRA_SCOPES_VAR,
     ENTRA_TENANT_VAR,
-    STATIC_TOKEN_ISSUER,
-    ChainVerifier,
-    EntraJwtVerifier,
-    StaticTokenVerifier,
-    build_verifier,
-    parse_static_tokens,
-    principal_dir_name,
-    principal_of,
+    InboundAuthSettings,
 )
+from mcp_server.errors import ConfigurationError
+from mcp_server.http.entra import EntraJwtVerifier
+from mcp_server.http.static_tokens import STATIC_TOKEN_ISSUER, StaticTokenVerifier, parse_static_tokens
+from mcp_server.http.verifiers import ChainVerifier, advertised_issuer, build_verifier
+from mcp_server.images.stores import principal_dir_name, principal_of
 
 TENANT = "11111111-2222-4333-8444-555555555555"
 OTHER_TENANT = "99999999-8888-4777-8666-555555555555"
@@ -54,7 +52,8 @@ V1_ISSUER = f"https://sts.windows.net/{TENANT}/"
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"
-LOGGER = "mcp_server.http.inbound_auth"
+LOGGER = "mcp_server.http.entra"
+GATE_SECONDS = 10.0
 
 
 # --- static tokens ------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ async def test_every_configured_token_is_compared_whichever_matches(monkeypatch:
         compared.append(a)
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", counting)  # inbound_auth looks it up on the module
+    monkeypatch.setattr(hmac, "compare_digest", counting)  # static_tokens looks it up on the module
     verifier = StaticTokenVerifier({"alice": ALICE, "bob": BOB, "carol": "carol-token-0123456789abcdef"})
     for presented, principal in ((ALICE, "alice"), (BOB, "bob"), ("unknown-token-0123456789", None)):
         compared.clear()
@@ -188,8 +187,13 @@ class JwksServer:
     document: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     status: int = 200
     raw: bytes | None = None
+    location: str | None = None
     requests: int = 0
+    accept: list[str | None] = field(default_factory=list)
     url: str = ""
+    entered: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event | None = None
+    """When set, each answer waits for it (at most GATE_SECONDS, then answers 503)."""
 
     def serve(self) -> Iterator[JwksServer]:
         state = self
@@ -197,8 +201,13 @@ class JwksServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 state.requests += 1
+                state.accept.append(self.headers.get("accept"))
+                state.entered.set()
+                released = state.gate is None or state.gate.wait(GATE_SECONDS)
                 body = state.raw if state.raw is not None else json.dumps(state.document).encode()
-                self.send_response(state.status)
+                self.send_response(state.status if released else 503)
+                if state.location:
+                    self.send_header("location", state.location)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -315,9 +324,9 @@ async def test_a_delegated_token_is_accepted_with_its_principal_and_scopes(
     jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b")]}
     payload = claims()
     token = sign(keys.a, payload)
-    async with make_verifier() as verifier:
-        access = await verifier.verify_token(token)
-        again = await verifier.verify_token(sign(keys.b, claims(), kid="b"))
+    verifier = make_verifier()
+    access = await verifier.verify_token(token)
+    again = await verifier.verify_token(sign(keys.b, claims(), kid="b"))
     assert access is not None and again is not None
     assert access.token == token
     assert access.client_id == CLIENT
@@ -334,8 +343,8 @@ async def test_an_app_token_is_accepted_with_its_roles(
     jwks: JwksServer, keys: Keys, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    async with make_verifier() as verifier:
-        access = await verifier.verify_token(sign(keys.a, app_claims(roles=[SCOPE, "Images.Read"])))
+    verifier = make_verifier()
+    access = await verifier.verify_token(sign(keys.a, app_claims(roles=[SCOPE, "Images.Read"])))
     assert access is not None
     assert access.scopes == [SCOPE, "Images.Read"]
     assert access.client_id == CLIENT
@@ -348,8 +357,8 @@ async def test_a_v1_token_is_accepted_with_appid_as_the_client(
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
     payload = claims(iss=V1_ISSUER, ver="1.0", azp=None, appid=CLIENT, oid=None, sub="v1-subject")
-    async with make_verifier() as verifier:
-        access = await verifier.verify_token(sign(keys.a, payload))
+    verifier = make_verifier()
+    access = await verifier.verify_token(sign(keys.a, payload))
     assert access is not None
     assert (access.client_id, access.subject) == (CLIENT, f"{TENANT}:v1-subject")
 
@@ -359,10 +368,10 @@ async def test_several_audiences_and_an_explicit_issuer(
     jwks: JwksServer, keys: Keys, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    async with make_verifier(audience=["api://other", CLIENT], issuer=V1_ISSUER) as verifier:
-        access = await verifier.verify_token(sign(keys.a, claims(aud=CLIENT, iss=V1_ISSUER)))
-        assert access is not None and access.resource == CLIENT
-        assert await verifier.verify_token(sign(keys.a, claims(aud=CLIENT))) is None  # v2 issuer not accepted now
+    verifier = make_verifier(audience=["api://other", CLIENT], issuer=V1_ISSUER)
+    access = await verifier.verify_token(sign(keys.a, claims(aud=CLIENT, iss=V1_ISSUER)))
+    assert access is not None and access.resource == CLIENT
+    assert await verifier.verify_token(sign(keys.a, claims(aud=CLIENT))) is None  # v2 issuer not accepted now
 
 
 @pytest.mark.anyio
@@ -371,10 +380,10 @@ async def test_leeway_lets_a_just_expired_token_through(
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
     now = int(time.time())
-    async with make_verifier() as verifier:
-        assert await verifier.verify_token(sign(keys.a, claims(exp=now - 30, nbf=now + 30))) is not None
-    async with make_verifier(leeway=0) as strict:
-        assert await strict.verify_token(sign(keys.a, claims(exp=now - 30))) is None
+    verifier = make_verifier()
+    assert await verifier.verify_token(sign(keys.a, claims(exp=now - 30, nbf=now + 30))) is not None
+    strict = make_verifier(leeway=0)
+    assert await strict.verify_token(sign(keys.a, claims(exp=now - 30))) is None
 
 
 def _hs256_with_public_key(keys: Keys) -> str:
@@ -428,8 +437,8 @@ async def test_invalid_tokens_are_refused_and_logged_without_the_token(
     jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b")]}
     token = REFUSED[case](keys)
     caplog.set_level(logging.INFO, logger=LOGGER)
-    async with make_verifier() as verifier:
-        assert await verifier.verify_token(token) is None
+    verifier = make_verifier()
+    assert await verifier.verify_token(token) is None
     refusals = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.INFO]
     assert refusals, "a refusal is logged"
     assert all(token not in r.getMessage() for r in caplog.records)
@@ -441,11 +450,11 @@ async def test_tokens_refused_by_their_header_never_cause_a_key_fetch(
     case: str, jwks: JwksServer, keys: Keys, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    async with make_verifier() as verifier:
-        assert await verifier.verify_token(REFUSED[case](keys)) is None
-        assert jwks.requests == 0
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        assert jwks.requests == 1
+    verifier = make_verifier()
+    assert await verifier.verify_token(REFUSED[case](keys)) is None
+    assert jwks.requests == 0
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    assert jwks.requests == 1
 
 
 @pytest.mark.anyio
@@ -453,30 +462,30 @@ async def test_a_rotated_key_is_picked_up_by_one_refetch_which_is_rate_limited(
     jwks: JwksServer, keys: Keys, clock: FakeClock, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    async with make_verifier() as verifier:
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        assert jwks.requests == 1
+    verifier = make_verifier()
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    assert jwks.requests == 1
 
-        clock.now += 61
-        jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b")]}
-        assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is not None
-        assert jwks.requests == 2
-        assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is not None
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        assert jwks.requests == 2  # known keys come from the cache
+    clock.now += 61
+    jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b")]}
+    assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is not None
+    assert jwks.requests == 2
+    assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is not None
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    assert jwks.requests == 2  # known keys come from the cache
 
-        # Microsoft publishes a third key moments later: not fetched again within 60 s...
-        jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b"), jwk(keys.c, "c")]}
-        clock.now += 59
-        for _ in range(5):
-            assert await verifier.verify_token(sign(keys.c, claims(), kid="c")) is None
-            assert await verifier.verify_token(sign(keys.a, claims(), kid="forged")) is None
-        assert jwks.requests == 2
+    # Microsoft publishes a third key moments later: not fetched again within 60 s...
+    jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b"), jwk(keys.c, "c")]}
+    clock.now += 59
+    for _ in range(5):
+        assert await verifier.verify_token(sign(keys.c, claims(), kid="c")) is None
+        assert await verifier.verify_token(sign(keys.a, claims(), kid="forged")) is None
+    assert jwks.requests == 2
 
-        # ...but once the minute is up, one more fetch finds it.
-        clock.now += 1
-        assert await verifier.verify_token(sign(keys.c, claims(), kid="c")) is not None
-        assert jwks.requests == 3
+    # ...but once the minute is up, one more fetch finds it.
+    clock.now += 1
+    assert await verifier.verify_token(sign(keys.c, claims(), kid="c")) is not None
+    assert jwks.requests == 3
 
 
 @pytest.mark.anyio
@@ -486,14 +495,14 @@ async def test_concurrent_requests_for_an_unknown_key_share_one_fetch(
     jwks.document = {"keys": [jwk(keys.a, "a")]}
     results: list[AccessToken | None] = []
     token = sign(keys.a, claims())
-    async with make_verifier() as verifier:
+    verifier = make_verifier()
 
-        async def verify() -> None:
-            results.append(await verifier.verify_token(token))
+    async def verify() -> None:
+        results.append(await verifier.verify_token(token))
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(20):
-                tg.start_soon(verify)
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(verify)
     assert len(results) == 20 and all(r is not None for r in results)
     assert jwks.requests == 1
 
@@ -503,17 +512,17 @@ async def test_day_old_keys_are_refetched_and_a_withdrawn_key_stops_working(
     jwks: JwksServer, keys: Keys, clock: FakeClock, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a"), jwk(keys.b, "b")]}
-    async with make_verifier() as verifier:
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        clock.now += 23 * 3600
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        assert jwks.requests == 1
+    verifier = make_verifier()
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    clock.now += 23 * 3600
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    assert jwks.requests == 1
 
-        clock.now += 3600
-        jwks.document = {"keys": [jwk(keys.b, "b")]}
-        assert await verifier.verify_token(sign(keys.a, claims())) is None
-        assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is not None
-        assert jwks.requests == 2
+    clock.now += 3600
+    jwks.document = {"keys": [jwk(keys.b, "b")]}
+    assert await verifier.verify_token(sign(keys.a, claims())) is None
+    assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is not None
+    assert jwks.requests == 2
 
 
 @pytest.mark.anyio
@@ -521,15 +530,15 @@ async def test_a_failed_refetch_keeps_the_keys_already_held(
     jwks: JwksServer, keys: Keys, clock: FakeClock, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    async with make_verifier() as verifier:
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        clock.now += 25 * 3600  # stale: the next use tries a fetch...
-        jwks.status = 503
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None  # ...which fails; key kept
-        clock.now += 61
-        jwks.status, jwks.document = 200, {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}
-        assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is None
-        assert await verifier.verify_token(sign(keys.a, claims())) is not None  # no usable key: key kept
+    verifier = make_verifier()
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    clock.now += 25 * 3600  # stale: the next use tries a fetch...
+    jwks.status = 503
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None  # ...which fails; key kept
+    clock.now += 61
+    jwks.status, jwks.document = 200, {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}
+    assert await verifier.verify_token(sign(keys.b, claims(), kid="b")) is None
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None  # no usable key: key kept
     assert jwks.requests == 3
 
 
@@ -557,34 +566,72 @@ async def test_an_unreachable_or_broken_jwks_endpoint_means_401_not_an_exception
         jwks.document = {"keys": []}
     caplog.set_level(logging.INFO, logger=LOGGER)
     token = sign(keys.a, claims())
-    async with make_verifier(jwks_url=url) as verifier:
-        assert await verifier.verify_token(token) is None
-        warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
-        assert warnings and all(token not in r.getMessage() for r in caplog.records)
+    verifier = make_verifier(jwks_url=url)
+    assert await verifier.verify_token(token) is None
+    warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert warnings and all(token not in r.getMessage() for r in caplog.records)
 
-        # Once the endpoint works again (and the rate limit allows), the same token is accepted.
-        if failure != "refused":
-            jwks.status, jwks.raw, jwks.document = 200, None, {"keys": [jwk(keys.a, "a")]}
-            assert await verifier.verify_token(token) is None  # still within the minute
-            clock.now += 60
-            assert await verifier.verify_token(token) is not None
+    # Once the endpoint works again (and the rate limit allows), the same token is accepted.
+    if failure != "refused":
+        jwks.status, jwks.raw, jwks.document = 200, None, {"keys": [jwk(keys.a, "a")]}
+        assert await verifier.verify_token(token) is None  # still within the minute
+        clock.now += 60
+        assert await verifier.verify_token(token) is not None
 
 
 @pytest.mark.anyio
-async def test_a_given_http_client_is_used_and_left_open(
+async def test_a_flood_of_unknown_kids_while_the_endpoint_fails_fetches_once_a_minute(
+    jwks: JwksServer, keys: Keys, clock: FakeClock, make_verifier: Callable[..., EntraJwtVerifier]
+) -> None:
+    jwks.status = 503
+    verifier = make_verifier()
+    for n in range(30):
+        assert await verifier.verify_token(sign(keys.a, claims(), kid=f"forged-{n}")) is None
+    assert jwks.requests == 1  # a failed fetch counts too: no key held, yet no second try
+    clock.now += 59
+    assert await verifier.verify_token(sign(keys.a, claims(), kid="forged")) is None
+    assert jwks.requests == 1
+    clock.now += 1
+    jwks.status, jwks.document = 200, {"keys": [jwk(keys.a, "a")]}
+    assert await verifier.verify_token(sign(keys.a, claims())) is not None
+    assert jwks.requests == 2
+
+
+@pytest.mark.anyio
+async def test_a_redirect_from_the_jwks_endpoint_is_not_followed(
+    jwks: JwksServer, keys: Keys, make_verifier: Callable[..., EntraJwtVerifier]
+) -> None:
+    elsewhere = JwksServer(document={"keys": [jwk(keys.a, "a")]}).serve()
+    target = next(elsewhere)
+    try:
+        jwks.status, jwks.location = 302, target.url
+        verifier = make_verifier()
+        assert await verifier.verify_token(sign(keys.a, claims())) is None
+        assert (jwks.requests, target.requests) == (1, 0)
+    finally:
+        elsewhere.close()
+
+
+@pytest.mark.anyio
+async def test_a_key_fetch_waits_in_a_worker_thread_not_on_the_event_loop(
     jwks: JwksServer, keys: Keys, make_verifier: Callable[..., EntraJwtVerifier]
 ) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    seen: list[str] = []
+    jwks.gate = threading.Event()
+    verifier = make_verifier()
+    results: list[AccessToken | None] = []
 
-    async def record(request: httpx2.Request) -> None:
-        seen.append(str(request.url))
+    async def verify() -> None:
+        results.append(await verifier.verify_token(sign(keys.a, claims())))
 
-    async with httpx2.AsyncClient(trust_env=False, event_hooks={"request": [record]}) as client:
-        async with make_verifier(http=client) as verifier:
-            assert await verifier.verify_token(sign(keys.a, claims())) is not None
-        assert seen == [jwks.url]
-        assert not client.is_closed
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(verify)
+        # The endpoint holds its answer until this coroutine releases it, which this coroutine can
+        # only do while the fetch is in flight if the fetch leaves the event loop free.
+        assert await anyio.to_thread.run_sync(jwks.entered.wait, GATE_SECONDS)
+        jwks.gate.set()
+    assert results != [None] and len(results) == 1
+    assert jwks.accept == ["application/json"]
 
 
 @pytest.mark.parametrize(
@@ -610,22 +657,27 @@ def test_entra_defaults_follow_the_tenant() -> None:
     assert verifier.required_scopes == ()
 
 
+def configured(env: dict[str, str]) -> TokenVerifier | None:
+    """The verifier of the settings read from `env` (not from this process's environment)."""
+    return build_verifier(InboundAuthSettings.load(env))
+
+
 # --- build_verifier -----------------------------------------------------------------------------
 
 
 def test_no_configuration_means_no_verifier() -> None:
-    assert build_verifier({}) is None
-    assert build_verifier({AUTH_TOKENS_VAR: "  ", ENTRA_TENANT_VAR: "", ENTRA_AUDIENCE_VAR: " "}) is None
+    assert configured({}) is None
+    assert configured({AUTH_TOKENS_VAR: "  ", ENTRA_TENANT_VAR: "", ENTRA_AUDIENCE_VAR: " "}) is None
 
 
 def test_static_tokens_alone() -> None:
-    verifier = build_verifier({AUTH_TOKENS_VAR: f"alice:{ALICE},bob:{BOB}"})
+    verifier = configured({AUTH_TOKENS_VAR: f"alice:{ALICE},bob:{BOB}"})
     assert isinstance(verifier, StaticTokenVerifier)
     assert verifier.names == ("alice", "bob")
 
 
 def test_entra_alone_with_every_option() -> None:
-    verifier = build_verifier(
+    verifier = configured(
         {
             ENTRA_TENANT_VAR: TENANT,
             ENTRA_AUDIENCE_VAR: f"{AUDIENCE}, {CLIENT}",
@@ -651,7 +703,7 @@ def test_entra_alone_with_every_option() -> None:
 )
 def test_half_configured_entra_is_an_error_naming_what_is_missing(env: dict[str, str], missing: list[str]) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        build_verifier(env)
+        configured(env)
     message = caught.value.message
     assert message.endswith("set " + " and ".join(missing) + ".")
 
@@ -659,13 +711,13 @@ def test_half_configured_entra_is_an_error_naming_what_is_missing(env: dict[str,
 @pytest.mark.parametrize("value", [",, ,", "alice:short"])
 def test_malformed_static_tokens_are_an_error(value: str) -> None:
     with pytest.raises(ConfigurationError, match=AUTH_TOKENS_VAR):
-        build_verifier({AUTH_TOKENS_VAR: value})
+        configured({AUTH_TOKENS_VAR: value})
 
 
 @pytest.mark.anyio
 async def test_both_kinds_chain_static_tokens_first(jwks: JwksServer, keys: Keys) -> None:
     jwks.document = {"keys": [jwk(keys.a, "a")]}
-    verifier = build_verifier(
+    verifier = configured(
         {
             AUTH_TOKENS_VAR: f"alice:{ALICE}",
             ENTRA_TENANT_VAR: TENANT,
@@ -676,11 +728,19 @@ async def test_both_kinds_chain_static_tokens_first(jwks: JwksServer, keys: Keys
     )
     assert isinstance(verifier, ChainVerifier)
     assert [type(v) for v in verifier.verifiers] == [StaticTokenVerifier, EntraJwtVerifier]
-    try:
-        assert principal_of(await verifier.verify_token(ALICE)) == "alice"
-        assert jwks.requests == 0  # a static token never reaches Entra ID
-        assert principal_of(await verifier.verify_token(sign(keys.a, claims()))) == f"{TENANT}:{USER_OID}"
-        assert await verifier.verify_token(sign(keys.a, claims(scp="User.Read"))) is None
-        assert await verifier.verify_token(BOB) is None
-    finally:
-        await verifier.aclose()
+    assert principal_of(await verifier.verify_token(ALICE)) == "alice"
+    assert jwks.requests == 0  # a static token never reaches Entra ID
+    assert principal_of(await verifier.verify_token(sign(keys.a, claims()))) == f"{TENANT}:{USER_OID}"
+    assert await verifier.verify_token(sign(keys.a, claims(scp="User.Read"))) is None
+    assert await verifier.verify_token(BOB) is None
+
+
+def test_the_advertised_issuer_is_entra_ids_when_entra_id_is_used() -> None:
+    entra = {ENTRA_TENANT_VAR: TENANT, ENTRA_AUDIENCE_VAR: AUDIENCE}
+    static = configured({AUTH_TOKENS_VAR: f"alice:{ALICE}"})
+    both = configured({AUTH_TOKENS_VAR: f"alice:{ALICE}", **entra})
+    overridden = configured({**entra, ENTRA_ISSUER_VAR: V1_ISSUER})
+    assert static is not None and both is not None and overridden is not None
+    assert advertised_issuer(static) is None
+    assert advertised_issuer(both) == V2_ISSUER
+    assert advertised_issuer(overridden) == V1_ISSUER

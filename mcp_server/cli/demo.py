@@ -20,33 +20,44 @@ if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
 from mcp_server.cli.demo_page import demo_page
-from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, default_output_dir
+from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, Settings
 
 DEFAULT_PROMPT = "A lighthouse on a rocky coast at sunset, watercolor style"
 EDIT_PROMPT = "Make the sky a deep orange and add a flock of birds"
 
 
-def run_demo(prompt: str | None, output_dir: Path | None) -> int:
+def run_demo(prompt: str | None, overrides: dict[str, Any]) -> int:
+    """Run the demo; `overrides` are the server's `Settings.load` overrides but for the emulator's endpoint."""
     from mcp_server.emulator import EmulatorConfig, start_emulator
 
-    out = (output_dir or Path(os.environ.get(OUTPUT_DIR_VAR) or default_output_dir())).expanduser().resolve()
     with start_emulator(EmulatorConfig()) as emulator:
         print(f"Foundry emulator running at {emulator.endpoint}")
-        return anyio.run(_demo, prompt or DEFAULT_PROMPT, out, emulator.endpoint)
+        # Loaded as the server will load them, so the output directory is found the same way.
+        settings = Settings.load(**overrides, endpoint=emulator.endpoint)
+        return anyio.run(_demo, prompt or DEFAULT_PROMPT, settings)
 
 
-async def _demo(prompt: str, output_dir: Path, endpoint: str) -> int:
-    from mcp import Client, StdioServerParameters
-
+def _server_env(settings: Settings, output_dir: Path) -> dict[str, str]:
+    """This process's environment, handed on to the server process with the demo's settings on top."""
     env = {
         **os.environ,
-        ENDPOINT_VARS[0]: endpoint,
-        MODEL_VAR: "gpt-4.1",
-        API_KEY_VAR: "emulator-local-key",
+        ENDPOINT_VARS[0]: settings.endpoint,
+        MODEL_VAR: settings.model_deployment,
         OUTPUT_DIR_VAR: str(output_dir),
     }
+    if settings.api_key is not None:
+        env[API_KEY_VAR] = settings.api_key.get_secret_value()
+    return env
+
+
+async def _demo(prompt: str, settings: Settings) -> int:
+    from mcp import Client, StdioServerParameters
+
+    output_dir, endpoint = settings.output_dir.resolve(), settings.endpoint
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "mcp_server", "serve", "--log-level", "WARNING"], env=env
+        command=sys.executable,
+        args=["-m", "mcp_server", "serve", "--log-level", "WARNING"],
+        env=_server_env(settings, output_dir),
     )
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:

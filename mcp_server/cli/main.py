@@ -10,10 +10,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_server import __version__
 from mcp_server.errors import ConfigurationError
+
+if TYPE_CHECKING:  # imported when needed: pydantic is not needed for --help or --version
+    from mcp_server.config import Settings
 
 logger = logging.getLogger("foundry_image_mcp")
 
@@ -114,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from mcp_server.cli.demo import run_demo
 
-            return run_demo(args.prompt, args.output_dir)
+            demo = {"model_deployment": EMULATOR_MODEL, "api_key": EMULATOR_KEY, "output_dir": args.output_dir}
+            return run_demo(args.prompt, demo)
         if args.command == "doctor":
             from mcp_server.cli.doctor import run_doctor
 
@@ -144,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _run_server(Settings.load(**overrides), args)
 
 
-def _run_server(settings: Any, args: argparse.Namespace) -> int:
+def _run_server(settings: Settings, args: argparse.Namespace) -> int:
     logger.info(
         "Serving over %s: endpoint %s, agent %s, image deployment %s, auth %s, images in %s",
         args.transport,
@@ -176,7 +180,7 @@ def _run_server(settings: Any, args: argparse.Namespace) -> int:
 
 
 def _fault_spec(text: str) -> tuple[str, int]:
-    from mcp_server.emulator.faults import parse_fault_spec
+    from mcp_server.emulator.fault_names import parse_fault_spec
 
     try:
         return parse_fault_spec(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .app import create_app
 from .config import EmulatorConfig
-from .faults import FAULTS
+from .fault_names import FAULTS
 from .runner import RunningEmulator, serve_emulator, start_emulator
 from .state import EmulatorState, PendingFault, RecordedRequest, StoredResponse
 

@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import agents, files, responses
 from .config import EmulatorConfig
-from .context import Ctx, Handler, endpoint, unknown_route
+from .context import Ctx, Handler
+from .endpoint import endpoint, unknown_route
 from .faults import InjectedReset
 from .state import EmulatorState
 from .streaming import StreamDropped

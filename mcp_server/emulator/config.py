@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .faults import parse_fault_spec
+from .fault_names import parse_fault_spec
 
 DEFAULT_IMAGE_DEPLOYMENTS = frozenset({"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
 DEFAULT_MODEL_DEPLOYMENTS = frozenset(
@@ -44,7 +44,7 @@ class EmulatorConfig:
     exercise the client's fallback to direct `model` + `tools` calls for masks."""
     faults: tuple[tuple[str, int], ...] = ()
     """Faults scheduled at start, as (name, count): each is given to the next `count` responses creates
-    (`EmulatorState.inject(name, times=count)`). The names are those of `faults.FAULTS`."""
+    (`EmulatorState.inject(name, times=count)`). The names are those of `fault_names.FAULTS`."""
     stall_seconds: float = 30.0
     """How long the `stall` fault holds an answer back."""
 

@@ -8,7 +8,7 @@ A fault is chosen for a request, in this order of precedence, by
 The schedule is consumed only by the requests it applies to. Faults are chosen after authentication,
 so a request with bad credentials still gets its 401 and spends no scheduled fault.
 
-The faults (`FAULTS`):
+The faults (`FAULTS`, named in `fault_names`):
 
 - `429`: HTTP 429 `rate_limit_exceeded` (OpenAI shape, `type:"requests"`) with `retry-after: 1`,
   `retry-after-ms: 100`, `x-ratelimit-remaining-requests: 0` and `x-ratelimit-remaining-tokens: 0`.
@@ -49,40 +49,18 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
 
+from .context import Ctx
 from .errors import INVALID_REQUEST, ApiError, deployment_not_found, foundry_error, invalid_payload
+from .fault_names import FAULTS, PROCESSED_FILTERS
 
-if TYPE_CHECKING:
-    from .context import Ctx
-
-FAULTS: tuple[str, ...] = (
-    "429",
-    "429-bare",
-    "500",
-    "502",
-    "503",
-    "reset",
-    "reset-after-accept",
-    "stall",
-    "truncate-body",
-    "truncate-stream",
-    "filter-400",
-    "filter-failed",
-    "filter-call",
-    "filter-incomplete",
-    "token-expired",
-    "forbidden-preview",
-    "deployment-missing",
-)
 FAULT_HEADER = "x-emulator-fault"
 MARKER = re.compile(r"\[\[fault:([^\]]*)\]\]")
-PROCESSED_FILTERS = frozenset({"filter-failed", "filter-call", "filter-incomplete"})
-"""Content-filter faults that shape a generated response rather than refusing the request."""
 
 RATE_LIMIT_MESSAGE = (
     "Requests to the Responses API have exceeded the rate limit of your current pricing tier. "
@@ -109,32 +87,12 @@ _SERVER_ERRORS = {
     "503": (503, "service_unavailable", "The service is temporarily unavailable. Please retry after 1 second."),
 }
 
-Process = Callable[["Ctx"], Awaitable[Response]]
+Process = Callable[[Ctx], Awaitable[Response]]
 """Runs the route handler for a context and maps its errors to responses, as the route wrapper does."""
 
 
 class InjectedReset(RuntimeError):
     """Raised inside a response body: uvicorn then drops the connection mid-response."""
-
-
-def check_fault(name: str) -> str:
-    if name not in FAULTS:
-        raise ValueError(f"unknown emulator fault {name!r}; known faults: {', '.join(FAULTS)}")
-    return name
-
-
-def parse_fault_spec(spec: str) -> tuple[str, int]:
-    """`NAME[:COUNT]` (the CLI's `--fault`), COUNT defaulting to 1."""
-    name, colon, count = spec.partition(":")
-    times = 1
-    if colon:
-        try:
-            times = int(count)
-        except ValueError:
-            raise ValueError(f"invalid fault count {count!r} in {spec!r}") from None
-    if times < 1:
-        raise ValueError(f"the fault count must be at least 1, not {times}")
-    return check_fault(name), times
 
 
 # ---------------------------------------------------------------- choosing the fault

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, AgentVersion
+from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, IMAGE_OPTIONS, AgentVersion
 
 from .config import EmulatorConfig
 from .errors import (
@@ -55,21 +55,13 @@ class Plan:
 
 def resolve_tool(tool: dict[str, Any]) -> dict[str, Any]:
     """The tool as the service echoes it, with every default filled in (protocol §2 "Observed echo")."""
-    resolved: dict[str, Any] = {
-        "type": "image_generation",
-        "model": tool.get("model") or DEFAULT_IMAGE_MODEL,
-        "background": tool.get("background") or "auto",
-        "moderation": tool.get("moderation") or "auto",
-        "n": 1,
-        "output_compression": 100 if tool.get("output_compression") is None else tool["output_compression"],
-        "output_format": tool.get("output_format") or "png",
-        "quality": tool.get("quality") or "auto",
-        "size": tool.get("size") or "auto",
-        "partial_images": tool.get("partial_images") or 0,
-    }
-    for key in ("input_fidelity", "input_image_mask", "action"):
-        if tool.get(key) is not None:
-            resolved[key] = tool[key]
+    resolved: dict[str, Any] = {"type": "image_generation", "model": tool.get("model") or DEFAULT_IMAGE_MODEL, "n": 1}
+    for spec in IMAGE_OPTIONS:
+        value = spec.echoed_default if tool.get(spec.name) is None else tool[spec.name]
+        if value is not None:
+            resolved[spec.name] = value
+    if tool.get("input_image_mask") is not None:
+        resolved["input_image_mask"] = tool["input_image_mask"]
     return resolved
 
 
@@ -100,72 +92,80 @@ def _image_tool_index(tools: list[dict[str, Any]]) -> int | None:
     return next((i for i, t in enumerate(tools) if isinstance(t, dict) and t.get("type") == "image_generation"), None)
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What the response runs with: the agent's definition (placeholders bound) or the request's own fields."""
+
+    model: str
+    tools: list[dict[str, Any]]
+    tools_param: str
+    instructions: Any
+    tool_choice: Any
+    temperature: Any
+    top_p: Any
+
+
+def _agent_setup(body: dict[str, Any], ref: dict[str, Any], state: EmulatorState) -> _Setup:
+    present = [key for key in _FORBIDDEN_WITH_AGENT if key in body]
+    if present:
+        raise multi_invalid_payload([("Not allowed when agent is specified.", key) for key in present])
+    agent = _find_agent(ref, state)
+    ref["version"] = agent.version
+    definition = agent.definition
+    supplied = body.get("structured_inputs") or {}
+    if not isinstance(supplied, dict):
+        raise invalid_payload("structured_inputs must be an object.", "structured_inputs")
+    bindings = {**structured_defaults(definition), **supplied}
+    return _Setup(
+        model=definition["model"],
+        tools=bind_placeholders(definition.get("tools") or [], bindings),
+        tools_param="agent.definition.tools",
+        instructions=bind_placeholders(definition.get("instructions"), bindings),
+        tool_choice=body.get("tool_choice") or definition.get("tool_choice") or "auto",
+        temperature=definition.get("temperature", 1.0),
+        top_p=definition.get("top_p", 1.0),
+    )
+
+
+def _direct_setup(body: dict[str, Any], config: EmulatorConfig) -> _Setup:
+    model = validate_model_deployment(body.get("model"), config, "model")
+    tools = body.get("tools") or []
+    validate_tools(tools, config, "tools", allow_placeholders=False)
+    return _Setup(
+        model=model,
+        tools=tools,
+        tools_param="tools",
+        instructions=body.get("instructions"),
+        tool_choice=body.get("tool_choice") or "auto",
+        temperature=body.get("temperature", 1.0),
+        top_p=body.get("top_p", 1.0),
+    )
+
+
 def build_plan(body: dict[str, Any], headers: dict[str, str], state: EmulatorState, config: EmulatorConfig) -> Plan:
     ref = _agent_reference(body)
-    if ref is not None:
-        present = [key for key in _FORBIDDEN_WITH_AGENT if key in body]
-        if present:
-            raise multi_invalid_payload([("Not allowed when agent is specified.", key) for key in present])
-        agent = _find_agent(ref, state)
-        ref["version"] = agent.version
-        definition = agent.definition
-        supplied = body.get("structured_inputs") or {}
-        if not isinstance(supplied, dict):
-            raise invalid_payload("structured_inputs must be an object.", "structured_inputs")
-        bindings = {**structured_defaults(definition), **supplied}
-        definition = {
-            **definition,
-            "tools": bind_placeholders(definition.get("tools") or [], bindings),
-            "instructions": bind_placeholders(definition.get("instructions"), bindings),
-        }
-        model: str = definition["model"]
-        tools: list[dict[str, Any]] = definition["tools"]
-        tools_param = "agent.definition.tools"
-        instructions = definition.get("instructions")
-        tool_choice = body.get("tool_choice") or definition.get("tool_choice") or "auto"
-        temperature, top_p = definition.get("temperature", 1.0), definition.get("top_p", 1.0)
-    else:
-        model = validate_model_deployment(body.get("model"), config, "model")
-        tools = body.get("tools") or []
-        validate_tools(tools, config, "tools", allow_placeholders=False)
-        tools_param = "tools"
-        instructions = body.get("instructions")
-        tool_choice = body.get("tool_choice") or "auto"
-        temperature, top_p = body.get("temperature", 1.0), body.get("top_p", 1.0)
-
-    store = body.get("store", True) is not False
+    setup = _agent_setup(body, ref, state) if ref is not None else _direct_setup(body, config)
     background = bool(body.get("background"))
-    if background and not store:
+    if background and body.get("store", True) is False:
         raise invalid_payload("Background mode requires store=true.", "background")
     metadata = validate_metadata(body.get("metadata"))
 
-    index = _image_tool_index(tools)
-    image_tool = tools[index] if index is not None else None
+    index = _image_tool_index(setup.tools)
+    image_tool = setup.tools[index] if index is not None else None
     if image_tool is not None:
-        validate_image_tool(image_tool, config, f"{tools_param}[{index}]", allow_placeholders=False)
+        validate_image_tool(image_tool, config, f"{setup.tools_param}[{index}]", allow_placeholders=False)
         _check_deployment_header(headers, image_tool, config)
 
     parsed = parse_input(body.get("input"), state)
-    previous_id = body.get("previous_response_id")
-    images = parsed.images
-    if previous_id is not None:
-        previous = state.get_response(str(previous_id))
-        if previous is None:
-            raise not_found(f"Previous response with id {previous_id!r} not found.", "previous_response_id")
-        if previous.image_bytes is not None:
-            images = [open_image(previous.image_bytes, "previous_response_id"), *images]
-
+    images = [*_previous_image(body.get("previous_response_id"), state), *parsed.images]
     if body.get("stream") and config.refuse_image_streaming:
         # What Azure answered in 2025 (vercel/ai #9064); clients must fall back to non-streamed calls.
         raise openai_error(400, None, "ImageGen as a tool is not supported in streaming mode.", "stream")
 
     response_id = "resp_" + uuid.uuid4().hex
-    resolved_tools = [resolve_tool(t) if t is image_tool else t for t in tools]
     plan = Plan(
         response_id=response_id,
-        base=_base_response(
-            response_id, model, ref, instructions, resolved_tools, tool_choice, temperature, top_p, body, metadata
-        ),
+        base=_base_response(response_id, ref, setup, image_tool, body, metadata),
         prompt=parsed.prompt,
         stream=bool(body.get("stream")),
         background=background,
@@ -173,8 +173,20 @@ def build_plan(body: dict[str, Any], headers: dict[str, str], state: EmulatorSta
         images=images,
     )
     if image_tool is not None:
-        _plan_image(plan, resolve_tool(image_tool), state, f"{tools_param}[{index}]", config.grain)
+        _plan_image(plan, resolve_tool(image_tool), state, f"{setup.tools_param}[{index}]", config.grain)
     return plan
+
+
+def _previous_image(previous_id: object, state: EmulatorState) -> list[Image.Image]:
+    """The image of the response this one follows up, if any: the first input of an edit."""
+    if previous_id is None:
+        return []
+    previous = state.get_response(str(previous_id))
+    if previous is None:
+        raise not_found(f"Previous response with id {previous_id!r} not found.", "previous_response_id")
+    if previous.image_bytes is None:
+        return []
+    return [open_image(previous.image_bytes, "previous_response_id")]
 
 
 def _check_deployment_header(headers: dict[str, str], tool: dict[str, Any], config: EmulatorConfig) -> None:
@@ -219,16 +231,13 @@ def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: s
 
 def _base_response(
     response_id: str,
-    model: str,
     ref: dict[str, Any] | None,
-    instructions: Any,
-    tools: list[dict[str, Any]],
-    tool_choice: Any,
-    temperature: Any,
-    top_p: Any,
+    setup: _Setup,
+    image_tool: dict[str, Any] | None,
     body: dict[str, Any],
     metadata: dict[str, str],
 ) -> dict[str, Any]:
+    tools = [resolve_tool(tool) if tool is image_tool else tool for tool in setup.tools]
     return {
         "id": response_id,
         "object": "response",
@@ -238,10 +247,10 @@ def _base_response(
         "background": bool(body.get("background")),
         "error": None,
         "incomplete_details": None,
-        "instructions": instructions,
+        "instructions": setup.instructions,
         "max_output_tokens": body.get("max_output_tokens"),
         "max_tool_calls": body.get("max_tool_calls"),
-        "model": model,
+        "model": setup.model,
         "agent_reference": ref,
         "output": [],
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
@@ -249,11 +258,11 @@ def _base_response(
         "reasoning": None,
         "service_tier": "default",
         "store": body.get("store", True) is not False,
-        "temperature": temperature,
+        "temperature": setup.temperature,
         "text": body.get("text") or {"format": {"type": "text"}},
-        "tool_choice": tool_choice,
+        "tool_choice": setup.tool_choice,
         "tools": tools,
-        "top_p": top_p,
+        "top_p": setup.top_p,
         "truncation": "disabled",
         "usage": None,
         "user": None,

@@ -10,7 +10,7 @@ from mcp_server.protocol import LEGACY_RESPONSES_API_VERSION
 
 from .context import Ctx
 from .errors import foundry_error, invalid_payload, openai_error
-from .faults import PROCESSED_FILTERS
+from .fault_names import PROCESSED_FILTERS
 from .generation import cancel, start
 from .paging import page
 from .planning import build_plan

@@ -14,7 +14,7 @@ from typing import Any
 
 from mcp_server.protocol import AgentVersion, FileObject
 
-from .faults import check_fault
+from .fault_names import check_fault
 
 
 @dataclass(frozen=True)

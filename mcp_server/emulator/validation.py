@@ -7,19 +7,14 @@ import re
 from typing import Any
 
 from mcp_server.protocol import (
-    ACTIONS,
     AGENT_NAME_MAX,
     AGENT_NAME_PATTERN,
-    BACKGROUNDS,
-    INPUT_FIDELITIES,
-    MAX_PARTIAL_IMAGES,
+    IMAGE_OPTIONS,
     METADATA_KEY_MAX,
     METADATA_MAX_PAIRS,
     METADATA_VALUE_MAX,
-    MODERATIONS,
-    OUTPUT_FORMATS,
-    QUALITIES,
-    SIZES,
+    OUTPUT_FORMAT,
+    TRANSPARENT_FORMATS,
 )
 
 from .config import EmulatorConfig
@@ -28,21 +23,11 @@ from .errors import invalid_payload
 DEFAULT_IMAGE_MODEL = "gpt-image-1"
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 _AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
-_ENUMS: dict[str, tuple[str, ...]] = {
-    "size": SIZES,
-    "quality": QUALITIES,
-    "output_format": OUTPUT_FORMATS,
-    "background": BACKGROUNDS,
-    "moderation": MODERATIONS,
-    "action": ACTIONS,
-}
-_INT_RANGES: dict[str, tuple[int, int]] = {"output_compression": (0, 100), "partial_images": (0, MAX_PARTIAL_IMAGES)}
 _TOOL_KEYS = frozenset(
-    {"type", "model", "input_fidelity", "input_image_mask", "n", "name", "description", "tool_configs"}
-    | set(_ENUMS)
-    | set(_INT_RANGES)
+    {"type", "model", "input_image_mask", "n", "name", "description", "tool_configs"}
+    | {spec.name for spec in IMAGE_OPTIONS}
 )
-NUMERIC_FIELDS = frozenset(_INT_RANGES)
+NUMERIC_FIELDS = frozenset(spec.name for spec in IMAGE_OPTIONS if spec.bounds is not None)
 
 
 def has_placeholder(value: object) -> bool:
@@ -137,38 +122,29 @@ def validate_image_tool(tool: dict[str, Any], config: EmulatorConfig, where: str
             f"Image generation deployment {model!r} was not found in this project. Deployed image models: {known}.",
             f"{where}.model",
         )
-    for key, allowed in _ENUMS.items():
-        value = tool.get(key)
-        if value is not None and not skip(value) and value not in allowed:
-            raise invalid_payload(
-                f"Invalid value {value!r} for '{key}'. Supported values are: {', '.join(allowed)}.", f"{where}.{key}"
-            )
-    for key, (low, high) in _INT_RANGES.items():
-        value = tool.get(key)
-        if value is None or skip(value):
+    for spec in IMAGE_OPTIONS:
+        value = tool.get(spec.name)
+        if value is None or skip(value) or spec.accepts(value):
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise invalid_payload(
-                f"Invalid '{key}': {value!r}. Expected an integer between {low} and {high}.", f"{where}.{key}"
-            )
+        if spec.bounds is None:
+            supported = ", ".join(spec.values)
+            message = f"Invalid value {value!r} for '{spec.name}'. Supported values are: {supported}."
+        else:
+            low, high = spec.bounds
+            message = f"Invalid '{spec.name}': {value!r}. Expected an integer between {low} and {high}."
+        raise invalid_payload(message, f"{where}.{spec.name}")
     _check_combinations(tool, where, skip)
 
 
 def _check_combinations(tool: dict[str, Any], where: str, skip: Any) -> None:
-    fmt = tool.get("output_format") or "png"
-    if tool.get("background") == "transparent" and not skip(fmt) and fmt not in ("png", "webp"):
+    fmt = tool.get("output_format") or OUTPUT_FORMAT.echoed_default
+    if tool.get("background") == "transparent" and not skip(fmt) and fmt not in TRANSPARENT_FORMATS:
         raise invalid_payload(
             "Transparent background is only supported with output_format 'png' or 'webp'.", f"{where}.background"
         )
     fidelity = tool.get("input_fidelity")
-    if fidelity is not None and not skip(fidelity):
-        if fidelity not in INPUT_FIDELITIES:
-            raise invalid_payload(
-                f"Invalid value {fidelity!r} for 'input_fidelity'. Supported values are: high, low.",
-                f"{where}.input_fidelity",
-            )
-        if (tool.get("model") or DEFAULT_IMAGE_MODEL) == "gpt-image-1-mini":
-            raise invalid_payload("input_fidelity is not supported on gpt-image-1-mini.", f"{where}.input_fidelity")
+    if fidelity is not None and not skip(fidelity) and (tool.get("model") or DEFAULT_IMAGE_MODEL) == "gpt-image-1-mini":
+        raise invalid_payload("input_fidelity is not supported on gpt-image-1-mini.", f"{where}.input_fidelity")
     n = tool.get("n")
     if n is not None and n != 1:
         raise invalid_payload("Only one image per image_generation call is supported ('n' must be 1).", f"{where}.n")

@@ -56,10 +56,6 @@ class EntraTokenAuth(httpx2.Auth):
         self._expires_on = 0.0
         self._lock = anyio.Lock()
 
-    @property
-    def credential_name(self) -> str | None:
-        return type(self._credential).__name__ if self._credential is not None else None
-
     async def token(self, *, force_refresh: bool = False) -> str:
         if not force_refresh and self._token is not None and time.time() < self._expires_on - REFRESH_MARGIN_SECONDS:
             return self._token

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
@@ -23,17 +22,16 @@ from mcp_server.errors import (
     ServiceUnreachableError,
     UnexpectedResponseError,
 )
-from mcp_server.foundry.retry import RetryPolicy, backoff, retryable_status, server_delay
-from mcp_server.protocol import ErrorBody, ErrorDetail
+from mcp_server.foundry.retry import Clock, RetryPolicy, backoff, retryable_status, server_delay
+from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, ErrorBody, ErrorDetail
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-DEFAULT_TIMEOUT = httpx2.Timeout(connect=10.0, read=120.0, write=60.0, pool=30.0)
-"""The read timeout is the longest silence tolerated on one connection: long enough for a minute-long
-generation answered at once, and a streamed or polled generation never goes that long without bytes."""
-
-GENERIC_400 = "There was an issue with your request"
+GENERIC_400_HINT = (
+    "Foundry gives this generic error (no code, no param) when the image deployment header is missing or wrong: "
+    "check AZURE_AI_IMAGE_DEPLOYMENT_NAME."
+)
 DEPLOYMENT_HINT = (
     "Check AZURE_AI_IMAGE_DEPLOYMENT_NAME (the image model deployment, e.g. gpt-image-1) and "
     "AZURE_AI_MODEL_DEPLOYMENT_NAME (the agent's chat model, e.g. gpt-4.1) against the deployments "
@@ -99,19 +97,20 @@ class FoundryHttp:
         """Send `request` until it gets a success status, within the retry policy.
 
         With `stream`, the successful response's body is left unread: the caller closes it.
+        Waits go through `RetryPolicy.sleep`, and the deadline is measured with `RetryPolicy.clock`.
         """
-        started = time.monotonic()
+        policy = self.retry
+        started = policy.clock()
         attempt = 0
-        error: FoundryImageError
         while True:
             attempt += 1
             try:
                 response = await self.client.send(request, stream=stream)
             except httpx2.TransportError as exc:
-                error = transport_error(what, exc, sent=not isinstance(exc, NOT_SENT_ERRORS))
+                error: FoundryImageError = transport_error(what, exc, sent=not isinstance(exc, NOT_SENT_ERRORS))
                 if isinstance(error, AmbiguousRequestError) and not idempotent:
                     raise error from None
-                delay = backoff(attempt, self.retry)
+                delay = backoff(attempt, policy)
             else:
                 if not response.is_error:
                     return response
@@ -119,17 +118,21 @@ class FoundryHttp:
                     await response.aread()
                 finally:
                     await response.aclose()
-                error = error_from_response(response, what)
-                if not retryable_status(response):
-                    raise error
-                asked = server_delay(response.headers)
-                if asked is not None and asked > self.retry.max_server_delay:
-                    raise error
-                delay = backoff(attempt, self.retry) if asked is None else asked
-            if attempt >= self.retry.attempts or time.monotonic() - started + delay > self.retry.deadline:
+                error = error_from_response(response, what, now=policy.wall_clock)
+                delay = self._retry_delay(response, attempt, error)
+            if attempt >= policy.attempts or policy.clock() - started + delay > policy.deadline:
                 raise error
             logger.info("Retrying %s %s in %.2f s after: %s", request.method, request.url.path, delay, error.message)
-            await anyio.sleep(delay)
+            await policy.sleep(delay)
+
+    def _retry_delay(self, response: httpx2.Response, attempt: int, error: FoundryImageError) -> float:
+        """How long to wait before trying again after the error answer `response`; raises `error` if not at all."""
+        if not retryable_status(response):
+            raise error
+        asked = server_delay(response.headers, self.retry.wall_clock)
+        if asked is not None and asked > self.retry.max_server_delay:
+            raise error
+        return backoff(attempt, self.retry) if asked is None else asked
 
 
 NOT_SENT_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
@@ -144,7 +147,10 @@ class AmbiguousRequestError(ServiceUnreachableError):
 
 def transport_error(what: str, exc: Exception, *, sent: bool) -> ServiceUnreachableError:
     if not sent:
-        return unreachable(what, exc)
+        return ServiceUnreachableError(
+            f"Could not reach the Foundry project endpoint to {what} ({type(exc).__name__}).",
+            hint="Check AZURE_AI_PROJECT_ENDPOINT and your network connection.",
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return AmbiguousRequestError(
             f"Timed out waiting for Foundry while trying to {what}.",
@@ -153,13 +159,6 @@ def transport_error(what: str, exc: Exception, *, sent: bool) -> ServiceUnreacha
     return AmbiguousRequestError(
         f"The connection to Foundry broke while trying to {what} ({type(exc).__name__}).",
         hint="This is usually temporary; try again.",
-    )
-
-
-def unreachable(what: str, exc: Exception) -> ServiceUnreachableError:
-    return ServiceUnreachableError(
-        f"Could not reach the Foundry project endpoint to {what} ({type(exc).__name__}).",
-        hint="Check AZURE_AI_PROJECT_ENDPOINT and your network connection.",
     )
 
 
@@ -196,53 +195,35 @@ def filter_categories(detail: ErrorDetail) -> list[str]:
     return sorted(name for name, value in results.items() if isinstance(value, dict) and value.get("filtered") is True)
 
 
-def error_from_response(response: httpx2.Response, what: str) -> FoundryImageError:
-    """Map an error status onto the hierarchy, with a message that says what to do next."""
+def error_from_response(response: httpx2.Response, what: str, *, now: Clock = time.time) -> FoundryImageError:
+    """Map an error status onto the hierarchy, with a message that says what to do next.
+
+    The class and the hint follow the status and the body's `code`, `type` and `param`, never the
+    wording of its message, which the service changes freely (and translates).
+    """
     status = response.status_code
-    detail: ErrorDetail | None = None
     try:
-        detail = ErrorBody.model_validate_json(response.content).error
+        detail: ErrorDetail | None = ErrorBody.model_validate_json(response.content).error
     except (ValidationError, ValueError):
         detail = None
-    upstream_code = detail.code if detail else None
+    code = detail.code if detail else None
     upstream_message = (detail.message if detail else "") or response.reason_phrase or "no message"
-    rid = request_id_of(response, detail)
     common: dict[str, Any] = {
         "status": status,
-        "request_id": rid,
-        "upstream_code": upstream_code,
+        "request_id": request_id_of(response, detail),
+        "upstream_code": code,
         "upstream_param": detail.param if detail else None,
     }
-    said = (
-        f"Foundry refused to {what} (HTTP {status}{', ' + upstream_code if upstream_code else ''}): {upstream_message}"
-    )
-    if status == 400 and detail is not None and (upstream_code or "").lower() in ("content_filter", "contentfilter"):
-        categories = filter_categories(detail)
-        which = f" (categories: {', '.join(categories)})" if categories else ""
-        return ContentFilteredError(
-            f"The request was blocked by Azure content filtering{which}.",
-            hint="Rephrase the prompt without the flagged content and try again.",
-            **common,
-        )
+    said = f"Foundry refused to {what} (HTTP {status}{', ' + code if code else ''}): {upstream_message}"
     if status in (401, 403):
-        hint = (
-            "Check AZURE_AI_API_KEY, or unset it and sign in with `az login`; the identity needs the "
-            "'Azure AI User' role on the Foundry project."
-        )
-        if upstream_code == "preview_feature_required":
-            hint = "This Foundry feature is in preview and must be enabled for the project."
-        return AuthenticationError(said + ".", hint=hint, **common)
+        return AuthenticationError(said + ".", hint=AUTH_HINTS.get(code or "", AUTH_HINT), **common)
     if status == 404:
-        if (upstream_code or "").lower() == "deploymentnotfound":
-            return NotFoundError(
-                f"Foundry has no deployment with that name: {upstream_message}",
-                hint=DEPLOYMENT_HINT,
-                code="deployment_not_found",
-                **common,
-            )
+        if (code or "").lower() == "deploymentnotfound":
+            message = f"Foundry has no deployment with that name: {upstream_message}"
+            return NotFoundError(message, hint=DEPLOYMENT_HINT, code="deployment_not_found", **common)
         return NotFoundError(said + ".", hint="Check AZURE_AI_PROJECT_ENDPOINT and AZURE_AI_AGENT_NAME.", **common)
     if status == 429:
-        wait = server_delay(response.headers)
+        wait = server_delay(response.headers, now)
         when = f"wait {wait:.0f} s" if wait is not None else "wait a minute"
         return RateLimitedError(
             f"Foundry is rate limiting requests (HTTP 429): {upstream_message}",
@@ -251,16 +232,49 @@ def error_from_response(response: httpx2.Response, what: str) -> FoundryImageErr
         )
     if status >= 500:
         return ServiceRefusedError(said + ".", hint="This is a service-side failure; try again shortly.", **common)
-    if status == 400 and "deployment" in upstream_message.lower():
-        return ServiceRefusedError(said, hint=DEPLOYMENT_HINT, **common)
-    if status == 400 and GENERIC_400 in upstream_message:
-        return ServiceRefusedError(
-            said,
-            hint="Foundry gives this generic error when the image deployment header is missing or wrong: check "
-            "AZURE_AI_IMAGE_DEPLOYMENT_NAME.",
+    if detail is not None and is_content_filter(detail):
+        categories = filter_categories(detail)
+        which = f" (categories: {', '.join(categories)})" if categories else ""
+        return ContentFilteredError(
+            f"The request was blocked by Azure content filtering{which}.",
+            hint="Rephrase the prompt without the flagged content and try again.",
             **common,
         )
-    return ServiceRefusedError(said, **common)
+    return ServiceRefusedError(said, hint=refusal_hint(status, detail), **common)
+
+
+AUTH_HINT = (
+    "Check AZURE_AI_API_KEY, or unset it and sign in with `az login`; the identity needs the "
+    "'Azure AI User' role on the Foundry project."
+)
+AUTH_HINTS = {"preview_feature_required": "This Foundry feature is in preview and must be enabled for the project."}
+FILTER_CODES = frozenset({"content_filter", "contentfilter", "moderation_blocked"})
+FILTER_INNER_CODES = frozenset({"ResponsibleAIPolicyViolation"})
+IMAGE_TOOL_ERROR = "image_generation_user_error"
+
+
+def is_content_filter(detail: ErrorDetail) -> bool:
+    """A 4xx that says content filtering blocked the request, by its code or its `innererror` code."""
+    inner = (detail.innererror or {}).get("code")
+    return (detail.code or "").lower() in FILTER_CODES or inner in FILTER_INNER_CODES
+
+
+def refusal_hint(status: int, detail: ErrorDetail | None) -> str | None:
+    """What to do about a 4xx refusal, read from where the error points (`param`) and what it is."""
+    if status != 400 or detail is None:
+        return None
+    param = detail.param or ""
+    if (
+        param == IMAGE_DEPLOYMENT_HEADER
+        or param.endswith("model")
+        or (detail.type == IMAGE_TOOL_ERROR and param == "tools")
+    ):
+        # The header names no (or another) image deployment, or a model deployment is unknown. Azure's explicit
+        # missing-header error swaps `type` and `code`: type image_generation_user_error, param tools.
+        return DEPLOYMENT_HINT
+    if detail.code is None and not param:
+        return GENERIC_400_HINT
+    return None
 
 
 def validate_body(model: type[ModelT], body: dict[str, Any], what: str) -> ModelT:
@@ -270,11 +284,15 @@ def validate_body(model: type[ModelT], body: dict[str, Any], what: str) -> Model
         raise UnexpectedResponseError(f"Foundry returned a malformed {what}.") from None
 
 
-def build_client(endpoint: str, auth: httpx2.Auth, timeout: httpx2.Timeout = DEFAULT_TIMEOUT) -> httpx2.AsyncClient:
+def build_client(
+    endpoint: str, auth: httpx2.Auth, *, connect_timeout: float = 10.0, read_timeout: float = 120.0
+) -> httpx2.AsyncClient:
+    """The one HTTP client of a process. The read timeout is the longest silence tolerated on one connection:
+    long enough for a minute-long generation answered at once; a streamed or polled one is never that silent."""
     return httpx2.AsyncClient(
         base_url=endpoint.rstrip("/") + "/",
         auth=auth,
-        timeout=timeout,
+        timeout=httpx2.Timeout(connect=connect_timeout, read=read_timeout, write=60.0, pool=connect_timeout),
         headers={"User-Agent": f"foundry-image-mcp/{__version__}"},
         limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
         follow_redirects=False,

@@ -6,19 +6,28 @@ request was sent (the service may have accepted it) -- the caller checks first, 
 it put on the request. The server's own delay wins (`retry-after-ms`, then `retry-after` in
 seconds or as an HTTP date), within the request's deadline; otherwise capped exponential
 backoff with jitter, as the openai SDK does.
+
+The waiting itself is injectable: `RetryPolicy.sleep`, `.clock` (the request's deadline),
+`.wall_clock` (HTTP-date delays) and `.jitter` default to the real ones, and tests replace them
+to run without waiting and to see the exact delays chosen.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+import anyio
 import httpx2
 
 RETRY_STATUSES: Final = frozenset({408, 409, 429})
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,14 @@ class RetryPolicy:
     """A longer wait asked by the service is not worth holding a tool call for: the error says when to retry."""
     deadline: float = 90.0
     """Seconds one request may take, retries and waits included."""
+    sleep: Sleep = field(default=anyio.sleep, compare=False, repr=False)
+    """Waits between tries."""
+    clock: Clock = field(default=time.monotonic, compare=False, repr=False)
+    """Measures the request's `deadline`."""
+    wall_clock: Clock = field(default=time.time, compare=False, repr=False)
+    """The current Unix time, against which a `retry-after` HTTP date is read."""
+    jitter: Clock = field(default=random.random, compare=False, repr=False)
+    """A number in [0, 1): the share of the 25 % jitter taken off a backoff delay."""
 
 
 def retryable_status(response: httpx2.Response) -> bool:
@@ -40,11 +57,14 @@ def retryable_status(response: httpx2.Response) -> bool:
     return response.status_code in RETRY_STATUSES or response.status_code >= 500
 
 
-def server_delay(headers: httpx2.Headers) -> float | None:
-    """The wait the service asked for, in seconds, or None when it did not say."""
-    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0)):
+def server_delay(headers: httpx2.Headers, now: Clock = time.time) -> float | None:
+    """The wait the service asked for, in seconds, or None when it did not say.
+
+    `now` gives the current Unix time, for a `retry-after` written as an HTTP date.
+    """
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
         try:
-            return max(0.0, float(headers[name]) / scale)
+            return max(0.0, float(headers[name]) / 1000.0)
         except (KeyError, ValueError):
             continue
     value = headers.get("retry-after")
@@ -55,7 +75,7 @@ def server_delay(headers: httpx2.Headers) -> float | None:
     except ValueError:
         pass
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now())
     except (TypeError, ValueError):
         return None
 
@@ -63,4 +83,4 @@ def server_delay(headers: httpx2.Headers) -> float | None:
 def backoff(attempt: int, policy: RetryPolicy) -> float:
     """Delay before try `attempt + 1` (attempt counts from 1), with up to 25 % jitter taken off."""
     delay: float = min(policy.base_delay * 2.0 ** (attempt - 1), policy.max_delay)
-    return delay * (1 - 0.25 * random.random())
+    return delay * (1 - 0.25 * policy.jitter())

@@ -8,6 +8,9 @@ and a dropped stream resumes from the last sequence number. Where the service re
 streaming, the response is polled instead, quickly at first and then every `poll_interval`.
 While waiting, a heartbeat fires at least every `heartbeat` seconds, because many MCP clients
 give up after 30-60 s without progress.
+
+Polls and heartbeats wait with `RunSettings.sleep` and time themselves with `RunSettings.clock`
+(the real ones by default), so tests can run them without waiting and see each delay.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -28,6 +31,7 @@ from mcp_server.errors import (
 )
 from mcp_server.foundry.http import AmbiguousRequestError, validate_body
 from mcp_server.foundry.responses import REQUEST_TAG_KEY, ResponsesClient, StreamDropped, stream_error
+from mcp_server.foundry.retry import Clock, Sleep
 from mcp_server.protocol import (
     PENDING_STATUSES,
     STREAM_ERROR,
@@ -50,6 +54,10 @@ class RunSettings:
     timeout: float = 600.0
     heartbeat: float = 5.0
     resume_attempts: int = 3
+    sleep: Sleep = field(default=anyio.sleep, compare=False, repr=False)
+    """Waits between polls and between heartbeats."""
+    clock: Clock = field(default=time.monotonic, compare=False, repr=False)
+    """Reads the time elapsed that a heartbeat reports."""
 
 
 async def _nothing(*_: Any) -> None:
@@ -74,7 +82,7 @@ class ResponseRunner:
 
     async def run(self, request: CreateResponseRequest, *, hooks: RunHooks, stream: bool = True) -> Response:
         """Create the response and wait for its terminal state."""
-        started = time.monotonic()
+        started = self.settings.clock()
         status = _Status()
         result: Response | None = None
         failure: Exception | None = None
@@ -121,12 +129,13 @@ class ResponseRunner:
         except ServiceRefusedError as exc:
             if exc.status != 400:
                 raise
-            text = f"{exc.message} {exc.upstream_param or ''}".lower()
-            if stream and not self._stream_refused and "stream" in text:
+            # Which field the service refused is in `param`; its wording varies.
+            param = exc.upstream_param or ""
+            if stream and not self._stream_refused and param == "stream":
                 self._stream_refused = True
                 logger.warning("Foundry refused streaming for the image tool; not streaming from now on.")
                 return await self._run(request, False, hooks, status)
-            if not self._background_refused and "background" in text:
+            if not self._background_refused and param == "background":
                 self._background_refused = True
                 logger.warning("Foundry refused background mode; waiting on open requests from now on.")
                 return await self._run(request.model_copy(update={"background": None}), stream, hooks, status)
@@ -160,7 +169,7 @@ class ResponseRunner:
         delay = min(FIRST_POLL_DELAY, self.settings.poll_interval)
         while response.status in PENDING_STATUSES:
             status.value = response.status or "queued"
-            await anyio.sleep(delay)
+            await self.settings.sleep(delay)
             delay = min(delay * 2, self.settings.poll_interval)
             response = await self.responses.retrieve(response.id)
         return response
@@ -196,8 +205,8 @@ class ResponseRunner:
 
     async def _beat(self, hooks: RunHooks, started: float, status: _Status) -> None:
         while True:
-            await anyio.sleep(self.settings.heartbeat)
-            elapsed = time.monotonic() - started
+            await self.settings.sleep(self.settings.heartbeat)
+            elapsed = self.settings.clock() - started
             await hooks.on_heartbeat(f"Still generating ({elapsed:.0f} s, {status.value.replace('_', ' ')})")
 
 

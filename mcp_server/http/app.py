@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
-import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_server import __version__
-from mcp_server.config import Settings
+from mcp_server.config import AUTH_TOKENS_VAR, LOOPBACK_HOSTS, InboundAuthSettings, Settings, is_loopback
 from mcp_server.errors import ConfigurationError
+from mcp_server.http.verifiers import advertised_issuer, build_verifier
 from mcp_server.tools.server import ImageServer, InboundAuth, build_server
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ MCP_PATH: Final = "/mcp"
 DEFAULT_MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
 """Edit inputs travel inside the request as data URLs; the SDK's default of 4 MiB fits one small photo."""
 SHUTDOWN_SECONDS: Final = 60
-LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)
@@ -49,21 +47,11 @@ class HttpOptions:
     allowed_origins: Sequence[str] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     public_url: str | None = None
-    json_response: bool = False
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def transport_security(options: HttpOptions) -> TransportSecuritySettings:
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    hosts = [f"[{host}]:*" if ":" in host else f"{host}:*" for host in sorted(LOOPBACK_HOSTS)]
+    origins = [f"http://{host}" for host in hosts]
     if not is_loopback(options.host) and options.host not in ("0.0.0.0", "::"):
         hosts.append(f"{options.host}:*")
     return TransportSecuritySettings(
@@ -73,25 +61,20 @@ def transport_security(options: HttpOptions) -> TransportSecuritySettings:
     )
 
 
-def inbound_verifier(options: HttpOptions) -> TokenVerifier | None:
-    """The verifier configured in the environment, or None; refuses an open non-loopback server."""
-    from mcp_server.http.inbound_auth import build_verifier
-
-    verifier = build_verifier(os.environ)
+def inbound_verifier(settings: InboundAuthSettings, options: HttpOptions) -> TokenVerifier | None:
+    """The verifier `settings` configure, or None; refuses an open non-loopback server."""
+    verifier = build_verifier(settings)
     if verifier is None and not is_loopback(options.host) and not options.allow_unauthenticated:
         raise ConfigurationError(
             f"Refusing to serve on {options.host} without inbound authentication.",
-            hint="Set FOUNDRY_IMAGE_MCP_AUTH_TOKENS (or the FOUNDRY_IMAGE_MCP_ENTRA_* settings), bind "
+            hint=f"Set {AUTH_TOKENS_VAR} (or the FOUNDRY_IMAGE_MCP_ENTRA_* settings), bind "
             "127.0.0.1, or pass --allow-unauthenticated if something in front of the server authenticates.",
         )
     return verifier
 
 
 def inbound_auth(verifier: TokenVerifier, options: HttpOptions, base_url: str) -> InboundAuth:
-    from mcp_server.http.inbound_auth import ENTRA_TENANT_VAR
-
-    tenant = os.environ.get(ENTRA_TENANT_VAR)
-    issuer = f"https://login.microsoftonline.com/{tenant}/v2.0" if tenant else base_url
+    issuer = advertised_issuer(verifier) or base_url
     resource = (options.public_url or base_url).rstrip("/") + MCP_PATH
     settings = AuthSettings.model_validate(
         {"issuer_url": issuer, "resource_server_url": resource, "validate_token_resource": False}
@@ -115,7 +98,7 @@ def serve_http(settings: Settings, options: HttpOptions) -> None:
     """Serve until SIGINT/SIGTERM; in-flight calls then get up to a minute to finish."""
     import uvicorn
 
-    verifier = inbound_verifier(options)
+    verifier = inbound_verifier(settings.inbound, options)
     sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((options.host, options.port))
@@ -128,7 +111,6 @@ def serve_http(settings: Settings, options: HttpOptions) -> None:
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=options.stateless,
-        json_response=options.json_response,
         max_request_body_size=options.max_request_bytes,
         transport_security=transport_security(options),
         host=options.host,

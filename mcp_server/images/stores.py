@@ -7,12 +7,29 @@ inputs all go through that principal's store, so nobody sees another's images.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 
 from mcp_server.errors import AuthenticationError
 from mcp_server.images.store import ImageStore
+
+if TYPE_CHECKING:
+    from mcp.server.auth.provider import AccessToken
+
+
+def principal_of(token: AccessToken | None) -> str | None:
+    """The stable principal id of a verified token: its `subject`, else its `client_id`."""
+    if token is None:
+        return None
+    return token.subject or token.client_id
+
+
+def principal_dir_name(principal: str) -> str:
+    """A directory name for `principal`, safe on every filesystem whatever characters the id holds."""
+    return "p-" + hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 class Stores:
@@ -26,9 +43,6 @@ class Stores:
         """The store of the request being served."""
         if not self.isolated:
             return self.shared
-        # Imported here: JWT and crypto libraries are only needed when HTTP requests are authenticated.
-        from mcp_server.http.inbound_auth import principal_dir_name, principal_of
-
         principal = principal_of(get_access_token())
         if principal is None:
             # The HTTP auth middleware rejects unauthenticated requests before they get here.

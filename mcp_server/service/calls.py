@@ -14,7 +14,26 @@ from mcp_server.errors import InvalidInputError
 from mcp_server.foundry.agents import AgentVersionRef
 from mcp_server.images.preview import Preview
 from mcp_server.images.store import ImageRecord, ImageStore
-from mcp_server.protocol import ImageGenerationTool, ImageMask
+from mcp_server.protocol import (
+    BACKGROUND,
+    COMPRESSED_FORMATS,
+    INPUT_FIDELITY,
+    MODERATION,
+    OUTPUT_COMPRESSION,
+    OUTPUT_FORMAT,
+    PARTIAL_IMAGES,
+    QUALITY,
+    SIZE,
+    TRANSPARENT_FORMATS,
+    Background,
+    ImageGenerationTool,
+    ImageMask,
+    InputFidelity,
+    Moderation,
+    OutputFormat,
+    Quality,
+    Size,
+)
 from mcp_server.service.edit_inputs import InputUsage
 
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
@@ -48,27 +67,33 @@ class Progress:
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """Everything the image tool is configured with; each distinct value set is one agent version."""
+    """Everything the image tool is configured with; each distinct value set is one agent version.
 
-    size: str = "auto"
-    quality: str = "auto"
-    output_format: str = "png"
-    output_compression: int | None = None
-    background: str = "auto"
-    moderation: str = "auto"
-    partial_images: int = 0
-    input_fidelity: str | None = None
+    The fields are the options of `mcp_server.protocol.IMAGE_OPTIONS` but `action` (set per call), with
+    the defaults defined there.
+    """
+
+    size: Size = SIZE.default
+    quality: Quality = QUALITY.default
+    output_format: OutputFormat = OUTPUT_FORMAT.default
+    output_compression: int | None = OUTPUT_COMPRESSION.default
+    background: Background = BACKGROUND.default
+    moderation: Moderation = MODERATION.default
+    partial_images: int = PARTIAL_IMAGES.default
+    input_fidelity: InputFidelity | None = INPUT_FIDELITY.default
 
     def check(self, image_deployment: str) -> None:
         """Refuse combinations the service rejects, before any upstream call."""
-        if self.background == "transparent" and self.output_format not in ("png", "webp"):
+        if self.background == "transparent" and self.output_format not in TRANSPARENT_FORMATS:
             raise InvalidInputError(
-                f"background='transparent' needs output_format 'png' or 'webp', not '{self.output_format}'.",
+                f"background='transparent' needs output_format {_either(TRANSPARENT_FORMATS)}, "
+                f"not '{self.output_format}'.",
                 hint="Use output_format='png' (or 'webp') for a transparent background, or background='opaque'.",
             )
-        if self.output_compression is not None and self.output_format == "png":
+        if self.output_compression is not None and self.output_format not in COMPRESSED_FORMATS:
             raise InvalidInputError(
-                "output_compression only applies to 'jpeg' and 'webp' output; PNG is lossless.",
+                f"output_compression only applies to {_either(COMPRESSED_FORMATS, 'and')} output; "
+                f"{self.output_format.upper()} is lossless.",
                 hint="Leave output_compression out, or choose output_format='jpeg' or 'webp'.",
             )
         if self.input_fidelity is not None and "mini" in image_deployment.lower():
@@ -91,6 +116,10 @@ class ImageOptions:
             action="edit" if edit else None,
             input_image_mask=mask,
         )
+
+
+def _either(values: tuple[str, ...], conjunction: str = "or") -> str:
+    return f" {conjunction} ".join(f"'{value}'" for value in values)
 
 
 @dataclass(frozen=True)

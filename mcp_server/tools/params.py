@@ -1,25 +1,80 @@
-"""The tools' parameter types: enums, bounds and descriptions that both tools share, in one place."""
+"""The tools' parameters, built from the option table in `mcp_server.protocol`.
+
+Both tools take the same seven image options. A tool function takes them as one
+`options: ImageOptions` keyword; `with_image_options` presents it to MCP with one flat parameter
+per option instead, so that both input schemas list the same names, types, enums, bounds,
+defaults and descriptions, written once.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Final, Literal, TypeVar, cast
 
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from mcp_server.protocol import Background, Moderation, OutputFormat, Quality, Size
+from mcp_server.protocol import (
+    BACKGROUND,
+    MODERATION,
+    OUTPUT_COMPRESSION,
+    OUTPUT_FORMAT,
+    PARTIAL_IMAGES,
+    QUALITY,
+    SIZE,
+    OptionSpec,
+)
+from mcp_server.service.calls import ImageOptions
 
-SizeParam = Annotated[Size, Field(description="Width x height; auto lets the model choose.")]
-QualityParam = Annotated[Quality, Field(description="Rendering quality; low is fastest.")]
-OutputFormatParam = Annotated[OutputFormat, Field(description="File format of the image.")]
-CompressionParam = Annotated[
-    int | None, Field(ge=0, le=100, strict=True, description="0-100 compression, only for jpeg and webp.")
-]
-BackgroundParam = Annotated[Background, Field(description="transparent needs output_format png or webp.")]
-ModerationParam = Annotated[Moderation, Field(description="Content moderation strictness.")]
-PartialImagesParam = Annotated[
-    int, Field(ge=0, le=3, strict=True, description="Stream this many partial images as progress (0-3).")
-]
+SHARED_OPTIONS: Final[tuple[OptionSpec[Any], ...]] = (
+    SIZE,
+    QUALITY,
+    OUTPUT_FORMAT,
+    OUTPUT_COMPRESSION,
+    BACKGROUND,
+    MODERATION,
+    PARTIAL_IMAGES,
+)
+"""The options both tools take, in the order their input schemas list them."""
+
+R = TypeVar("R")
+
+
+def option_param(spec: OptionSpec[Any]) -> Any:
+    """The type of a tool parameter for `spec`: its enum or strict integer range, nullable when it has no
+    default, with its description."""
+    kind: Any = cast(Any, Literal)[spec.values] if spec.values else int
+    if spec.default is None:
+        kind = kind | None
+    if spec.bounds is None:
+        return Annotated[kind, Field(description=spec.description)]
+    low, high = spec.bounds
+    return Annotated[kind, Field(ge=low, le=high, strict=True, description=spec.description)]
+
+
+def with_image_options(tool: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """`tool`, whose keyword `options: ImageOptions` MCP sees as one parameter per shared option."""
+    signature = inspect.signature(tool, eval_str=True)
+    parameters = list(signature.parameters.values())
+    at = [parameter.name for parameter in parameters].index("options")
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    if parameters[at].kind is not keyword:
+        raise TypeError(f"{tool.__name__}: `options` must be keyword-only")
+    parameters[at : at + 1] = [
+        inspect.Parameter(spec.name, keyword, default=spec.default, annotation=option_param(spec))
+        for spec in SHARED_OPTIONS
+    ]
+
+    async def flat(**arguments: Any) -> R:
+        options = ImageOptions(**{spec.name: arguments.pop(spec.name, spec.default) for spec in SHARED_OPTIONS})
+        return await tool(**arguments, options=options)
+
+    flat.__name__, flat.__qualname__, flat.__module__ = tool.__name__, tool.__qualname__, tool.__module__
+    flat.__doc__ = inspect.getdoc(tool)
+    flat.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": signature.return_annotation}
+    flat.__dict__["__signature__"] = signature.replace(parameters=parameters)
+    return flat
 
 
 def tool_annotations(title: str) -> ToolAnnotations:

@@ -1,6 +1,5 @@
 """Wire models of the Foundry Agent Service and its OpenAI-compatible Responses API.
 
-The client and the emulator both speak through these models, so they cannot drift apart.
 Every model tolerates unknown fields: the service adds fields over time and an older
 client must keep working. Only what this project reads or writes is declared.
 See ../shared/docs/foundry-protocol.md for the sources behind each field.
@@ -21,14 +20,6 @@ LEGACY_RESPONSES_API_VERSION: Final = "2025-11-15-preview"
 TOKEN_SCOPE: Final = "https://ai.azure.com/.default"
 IMAGE_DEPLOYMENT_HEADER: Final = "x-ms-oai-image-generation-deployment"
 
-SIZES: Final = ("auto", "1024x1024", "1536x1024", "1024x1536")
-QUALITIES: Final = ("auto", "low", "medium", "high")
-OUTPUT_FORMATS: Final = ("png", "jpeg", "webp")
-BACKGROUNDS: Final = ("auto", "transparent", "opaque")
-MODERATIONS: Final = ("auto", "low")
-INPUT_FIDELITIES: Final = ("high", "low")
-ACTIONS: Final = ("generate", "edit", "auto")
-MAX_PARTIAL_IMAGES: Final = 3
 MAX_PROMPT_CHARS: Final = 32_000
 MAX_INPUT_IMAGE_URL_CHARS: Final = 20_971_520
 METADATA_MAX_PAIRS: Final = 16
@@ -37,15 +28,6 @@ METADATA_VALUE_MAX: Final = 512
 AGENT_NAME_MAX: Final = 63
 AGENT_NAME_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$"
 """Agent names: letters, digits and inner hyphens (the service's rule; config and emulator share it)."""
-
-Size = Literal["auto", "1024x1024", "1536x1024", "1024x1536"]
-Quality = Literal["auto", "low", "medium", "high"]
-OutputFormat = Literal["png", "jpeg", "webp"]
-Background = Literal["auto", "transparent", "opaque"]
-Moderation = Literal["auto", "low"]
-InputFidelity = Literal["high", "low"]
-
-MIME_TYPES: Final[dict[str, str]] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
 class WireModel(BaseModel):

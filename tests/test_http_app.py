@@ -1,0 +1,74 @@
+"""The HTTP app takes its inbound auth from Settings (never from os.environ) and advertises the right issuer."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_server.config import (
+    AUTH_TOKENS_VAR,
+    ENTRA_AUDIENCE_VAR,
+    ENTRA_ISSUER_VAR,
+    ENTRA_TENANT_VAR,
+    InboundAuthSettings,
+)
+from mcp_server.errors import ConfigurationError
+from mcp_server.http.app import HttpOptions, inbound_auth, inbound_verifier, transport_security
+from mcp_server.http.entra import EntraJwtVerifier
+from mcp_server.http.static_tokens import StaticTokenVerifier
+from mcp_server.http.verifiers import ChainVerifier
+
+TENANT = "11111111-2222-4333-8444-555555555555"
+TOKEN = "alice-token-0123456789abcdef"
+ENTRA = {ENTRA_TENANT_VAR: TENANT, ENTRA_AUDIENCE_VAR: "api://images"}
+BASE_URL = "http://127.0.0.1:8000"
+
+
+def test_the_verifier_comes_from_the_settings_not_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTH_TOKENS_VAR, f"alice:{TOKEN}")
+    monkeypatch.setenv(ENTRA_TENANT_VAR, TENANT)
+    assert inbound_verifier(InboundAuthSettings.load({}), HttpOptions()) is None
+    given = inbound_verifier(InboundAuthSettings.load({AUTH_TOKENS_VAR: f"bob:{TOKEN}"}), HttpOptions())
+    assert isinstance(given, StaticTokenVerifier) and given.names == ("bob",)
+    both = inbound_verifier(InboundAuthSettings.load({AUTH_TOKENS_VAR: f"bob:{TOKEN}", **ENTRA}), HttpOptions())
+    assert isinstance(both, ChainVerifier)
+    assert [type(v) for v in both.verifiers] == [StaticTokenVerifier, EntraJwtVerifier]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_an_open_server_off_loopback_is_refused_unless_allowed(host: str) -> None:
+    nothing = InboundAuthSettings.load({})
+    with pytest.raises(ConfigurationError, match="without inbound authentication") as caught:
+        inbound_verifier(nothing, HttpOptions(host=host))
+    assert AUTH_TOKENS_VAR in (caught.value.hint or "")
+    assert inbound_verifier(nothing, HttpOptions(host=host, allow_unauthenticated=True)) is None
+    assert isinstance(
+        inbound_verifier(InboundAuthSettings.load({AUTH_TOKENS_VAR: TOKEN}), HttpOptions(host=host)),
+        StaticTokenVerifier,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "issuer"),
+    [
+        ({AUTH_TOKENS_VAR: TOKEN}, BASE_URL),
+        (ENTRA, f"https://login.microsoftonline.com/{TENANT}/v2.0"),
+        ({AUTH_TOKENS_VAR: TOKEN, **ENTRA}, f"https://login.microsoftonline.com/{TENANT}/v2.0"),
+        ({**ENTRA, ENTRA_ISSUER_VAR: f"https://login.microsoftonline.us/{TENANT}/v2.0"}, None),
+    ],
+)
+def test_the_protected_resource_metadata_names_the_token_issuer(env: dict[str, str], issuer: str | None) -> None:
+    verifier = inbound_verifier(InboundAuthSettings.load(env), HttpOptions())
+    assert verifier is not None
+    auth = inbound_auth(verifier, HttpOptions(public_url="https://images.example.com/"), BASE_URL)
+    expected = issuer or env[ENTRA_ISSUER_VAR]
+    assert str(auth.settings.issuer_url) == expected
+    assert str(auth.settings.resource_server_url) == "https://images.example.com/mcp"
+
+
+def test_dns_rebinding_protection_allows_loopback_and_the_bound_host() -> None:
+    loopback = transport_security(HttpOptions())
+    assert set(loopback.allowed_hosts) == {"127.0.0.1:*", "localhost:*", "[::1]:*"}
+    assert set(loopback.allowed_origins) == {"http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"}
+    public = transport_security(HttpOptions(host="192.0.2.10", allowed_hosts=("images.example.com:*",)))
+    assert {"192.0.2.10:*", "images.example.com:*"} <= set(public.allowed_hosts)
+    assert "0.0.0.0:*" not in transport_security(HttpOptions(host="0.0.0.0")).allowed_hosts
