@@ -135,8 +135,8 @@ async def _remote_checks(settings: Settings, live: bool, rows: list[Row]) -> Non
         rows.extend(blocked(CHECKS[2:], CREDENTIALS, live=live))
         return
     client = build_client(
-            settings.endpoint, auth, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
-        )
+        settings.endpoint, auth, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
+    )
     try:
         http = WatchedHttp(client, image_deployment=settings.image_deployment)
         probe = FoundryHttp(client, image_deployment=settings.image_deployment, retry=PROBE_RETRY)
@@ -178,7 +178,6 @@ async def _credentials(settings: Settings, rows: list[Row]) -> httpx2.Auth | Non
     source = credential_source(made[-1]) if made else "DefaultAzureCredential"
     rows.append(Row(CREDENTIALS, PASS, f"entra-id: token for {TOKEN_SCOPE} from {source}"))
     return entra
-
 
 
 __all__ = ["CHECKS", "Row", "diagnose", "render", "run_doctor"]

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 _SHAPES = {"low": 3, "medium": 6, "high": 10}
-_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def _edit(spec: RenderSpec, inputs: list[Image.Image], mask: Image.Image | None)
 
 def encode(picture: Image.Image, spec: RenderSpec, *, fast: bool = False) -> bytes:
     out = io.BytesIO()
-    fmt = _PIL_FORMATS[spec.output_format]
+    fmt = spec.output_format.upper()
     # Partials only need to look coarse; a lower quality keeps them cheap to encode.
     quality = max(1, min(60 if fast else 100, spec.compression))
     if fmt == "JPEG":

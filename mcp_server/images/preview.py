@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from mcp_server.errors import UnexpectedResponseError
+from mcp_server.protocol import PIL_FORMATS
 
 PREVIEW_MAX_SIDE: Final = 512
 PREVIEW_BUDGET_BYTES: Final = 256 * 1024
 """Raw preview bytes; base64 adds a third, so the whole tool result stays far below 1 MiB."""
-
-FORMATS: Final = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def inspect_image(data: bytes) -> ImageInfo:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            fmt = FORMATS.get(image.format or "")
+            fmt = PIL_FORMATS.get(image.format or "")
             image.verify()
             width, height = image.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mcp_server.inputs.messages import refusal
+from mcp_server.protocol import PIL_FORMATS
 
 MAX_INPUT_BYTES: Final = 50 * 1024 * 1024
 """Every input must be smaller than this."""
@@ -19,7 +20,6 @@ MIN_SIDE: Final = 16
 MAX_SIDE: Final = 16384
 MAX_PIXELS: Final = 64 * 1000 * 1000
 
-FORMATS: Final = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
 ALPHA_MODES: Final = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 FORMAT_HINT: Final = "Convert it to PNG (or JPEG/WebP), or pass a different image."
 
@@ -50,7 +50,7 @@ def check_image(data: bytes, label: str, reference: str, *, max_bytes: int = MAX
             format_name = image.format or "unknown"
             width, height = image.size
             mode, has_transparency = image.mode, "transparency" in image.info
-        output_format = FORMATS.get(format_name)
+        output_format = PIL_FORMATS.get(format_name)
         if output_format is None:
             raise refusal(
                 label, reference, f"is a {format_name} image; only PNG, JPEG and WebP are accepted.", FORMAT_HINT

@@ -110,3 +110,5 @@ TRANSPARENT_FORMATS: Final[tuple[OutputFormat, ...]] = ("png", "webp")
 COMPRESSED_FORMATS: Final[tuple[OutputFormat, ...]] = ("jpeg", "webp")
 """The output formats `output_compression` applies to."""
 MIME_TYPES: Final[dict[str, str]] = {fmt: f"image/{fmt}" for fmt in OUTPUT_FORMAT.values}
+PIL_FORMATS: Final[dict[str, str]] = {fmt.upper(): fmt for fmt in OUTPUT_FORMAT.values}
+"""Pillow's format name of each output format (`Image.format` -> `output_format`)."""

@@ -197,5 +197,4 @@ async def app_state(
             await http.aclose()
 
 
-
 __all__ = ["AppState", "ImageServer", "InboundAuth", "build_server"]
