@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mcp_server.protocol.models import is_image_model
 
 from .fault_names import parse_fault_spec
 
-DEFAULT_IMAGE_DEPLOYMENTS = frozenset({"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
-DEFAULT_MODEL_DEPLOYMENTS = frozenset(
-    {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3", "gpt-5", "gpt-5-mini"}
-)
+DEFAULT_DEPLOYMENTS: Mapping[str, str] = {"gpt-4.1": "gpt-4.1", "gpt-image-2": "gpt-image-2"}
+"""A typical project: one orchestrator and one image deployment (deployment name -> model name)."""
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class EmulatorConfig:
     project: str = "emulator"
     latency: float = 0.0
     partial_interval: float = 0.0
-    image_deployments: frozenset[str] = DEFAULT_IMAGE_DEPLOYMENTS
-    model_deployments: frozenset[str] = DEFAULT_MODEL_DEPLOYMENTS
+    deployments: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_DEPLOYMENTS))
+    """The project's model deployments, name -> `modelName` (served by `GET /deployments`)."""
     accepted_tokens: frozenset[str] | None = None
     accepted_api_keys: frozenset[str] | None = None
     drop_stream_after: int | None = None
@@ -47,6 +48,18 @@ class EmulatorConfig:
     (`EmulatorState.inject(name, times=count)`). The names are those of `fault_names.FAULTS`."""
     stall_seconds: float = 30.0
     """How long the `stall` fault holds an answer back."""
+
+    @property
+    def image_deployments(self) -> frozenset[str]:
+        return frozenset(name for name, model in self.deployments.items() if is_image_model(model))
+
+    @property
+    def model_deployments(self) -> frozenset[str]:
+        return frozenset(name for name, model in self.deployments.items() if not is_image_model(model))
+
+    def model_of(self, deployment: str) -> str | None:
+        """The model a deployment serves, or None when the project has no such deployment."""
+        return self.deployments.get(deployment)
 
     def __post_init__(self) -> None:
         for name, count in self.faults:
