@@ -50,7 +50,6 @@ ENTRA_SCOPES_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_SCOPES"
 ENTRA_ISSUER_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_ISSUER"
 ENTRA_JWKS_URL_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_JWKS_URL"
 
-DEFAULT_IMAGE_DEPLOYMENT = "gpt-image-1"
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -191,10 +190,16 @@ class Settings(_EnvironSettings):
     """Everything the server needs to know, validated once."""
 
     endpoint: str = Field(validation_alias=AliasChoices(*ENDPOINT_VARS), description="Foundry project endpoint")
-    model_deployment: str = Field(
-        min_length=1, validation_alias=MODEL_VAR, description="orchestrator model deployment of the agent"
+    model_deployment: str | None = Field(
+        default=None,
+        validation_alias=MODEL_VAR,
+        description="orchestrator model deployment of the agent; None: the project's one such deployment",
     )
-    image_deployment: str = Field(default=DEFAULT_IMAGE_DEPLOYMENT, min_length=1, validation_alias=IMAGE_VAR)
+    image_deployment: str | None = Field(
+        default=None,
+        validation_alias=IMAGE_VAR,
+        description="image model deployment; None: the project's one image model deployment",
+    )
     agent_name: str = Field(
         default=DEFAULT_AGENT_NAME,
         min_length=1,
@@ -232,6 +237,12 @@ class Settings(_EnvironSettings):
             raise ValueError("must not carry a query string or fragment")
         return value
 
+    @field_validator("model_deployment", "image_deployment", mode="before")
+    @classmethod
+    def _blank_name_is_unset(cls, value: Any) -> Any:
+        """A blank deployment name (an empty flag) means: discover it, as an empty variable does."""
+        return (value.strip() or None) if isinstance(value, str) else value
+
     @field_validator("output_dir")
     @classmethod
     def _expand_user(cls, value: Path) -> Path:
@@ -266,10 +277,7 @@ class Settings(_EnvironSettings):
         return "api-key" if self.api_key is not None else "entra-id"
 
 
-_REQUIRED = {
-    "endpoint": f"{ENDPOINT_VARS[0]} (or {ENDPOINT_VARS[1]}, or --endpoint)",
-    "model_deployment": f"{MODEL_VAR} (or --model-deployment)",
-}
+_REQUIRED = {"endpoint": f"{ENDPOINT_VARS[0]} (or {ENDPOINT_VARS[1]}, or --endpoint)"}
 
 
 def _configuration_error(exc: ValidationError) -> ConfigurationError:
@@ -280,9 +288,9 @@ def _configuration_error(exc: ValidationError) -> ConfigurationError:
     if missing:
         return ConfigurationError(
             "foundry-image-mcp is not configured: set " + " and ".join(missing) + ".",
-            hint="For example AZURE_AI_PROJECT_ENDPOINT="
-            "https://<resource>.services.ai.azure.com/api/projects/<project> and "
-            "AZURE_AI_MODEL_DEPLOYMENT_NAME=gpt-4.1. To try it without Azure, run "
+            hint=f"For example {ENDPOINT_VARS[0]}=https://<resource>.services.ai.azure.com/api/projects/<project>; "
+            f"the image and orchestrator model deployments are found in the project ({IMAGE_VAR} and "
+            f"{MODEL_VAR} choose others). To try it without Azure, run "
             "`foundry-image-mcp --emulator` or `foundry-image-mcp demo`.",
         )
     problems = "; ".join(f"{'.'.join(loc) or 'settings'}: {err['msg']}" for loc, err in located)

@@ -212,3 +212,39 @@ async def test_a_listing_error_other_than_404_is_raised() -> None:
     with pytest.raises(Exception) as caught:
         await registry.version_for(LOW)
     assert not isinstance(caught.value, NotFoundError) and getattr(caught.value, "status", None) == 403
+
+
+# ------------------------------------------------------------------ the orchestrator, found per process
+
+
+def bare_registry(service: AgentsService) -> AgentRegistry:
+    """A registry as the server builds it: no orchestrator yet (the deployments are found at the first call)."""
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(service), base_url="http://foundry/api/projects/p/")
+    return AgentRegistry(FoundryHttp(client, retry=RetryPolicy(attempts=1)), AGENT)
+
+
+async def test_the_orchestrator_is_part_of_the_configuration() -> None:
+    service = AgentsService()
+    registry = bare_registry(service)
+    chat = await registry.version_for(LOW, model="gpt-4.1")
+    other = await registry.version_for(LOW, model="gpt-4o")
+    assert chat.config_hash == digest(LOW) and chat != other
+    assert [body["definition"]["model"] for body in service.created] == ["gpt-4.1", "gpt-4o"]
+
+
+async def test_views_on_one_orchestrator_share_the_versions_found_and_made() -> None:
+    service = AgentsService()
+    service.add({HASH_KEY: digest(LOW)})
+    registry = bare_registry(service)
+    first = await registry.using(MODEL).version_for(LOW)
+    second = await registry.using(MODEL).version_for(HIGH)
+    again = await registry.using(MODEL).version_for(HIGH)
+    assert (first.version, second.version, again.version) == ("1", "2", "2")
+    assert service.count("GET") == 1 and service.count("POST") == 1, "one listing, one create, for every view"
+    registry.using(MODEL).forget(second)
+    assert (await registry.version_for(HIGH, model=MODEL)).version == "3"
+
+
+async def test_a_version_without_an_orchestrator_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="orchestrator"):
+        await bare_registry(AgentsService()).version_for(LOW)

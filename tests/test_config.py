@@ -21,20 +21,14 @@ from mcp_server.config import (
 from mcp_server.errors import ConfigurationError
 
 ENDPOINT = "https://res.services.ai.azure.com/api/projects/proj"
-REQUIRED = {"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT, "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1", "HOME": "/tmp"}
+REQUIRED = {"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT, "HOME": "/tmp"}
 SECRET = "alice-token-0123456789abcdef"
 
 
 def test_settings_read_the_environment_with_defaults(tmp_path: Path) -> None:
-    settings = Settings.load(
-        {
-            "AZURE_AI_PROJECT_ENDPOINT": ENDPOINT + "/",
-            "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1",
-            "HOME": str(tmp_path),
-        }
-    )
+    settings = Settings.load({"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT + "/", "HOME": str(tmp_path)})
     assert settings.endpoint == ENDPOINT
-    assert settings.image_deployment == "gpt-image-1"
+    assert (settings.image_deployment, settings.model_deployment) == (None, None), "found in the project"
     assert settings.agent_name == "foundry-image-mcp"
     assert settings.api_key is None and settings.auth_mode == "entra-id"
     assert settings.output_dir == default_output_dir({"HOME": str(tmp_path)})
@@ -69,10 +63,29 @@ def test_cli_flags_override_the_environment(tmp_path: Path) -> None:
 def test_missing_endpoint_names_every_variable_and_the_emulator() -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings.load({})
-    text = str(caught.value)
-    for name in ("AZURE_AI_PROJECT_ENDPOINT", "AZURE_AI_FOUNDRY_PROJECT_ENDPOINT", "AZURE_AI_MODEL_DEPLOYMENT_NAME"):
-        assert name in text
-    assert "--emulator" in text
+    message = caught.value.message
+    assert message == (
+        "foundry-image-mcp is not configured: set AZURE_AI_PROJECT_ENDPOINT (or AZURE_AI_FOUNDRY_PROJECT_ENDPOINT, "
+        "or --endpoint)."
+    )
+    hint = caught.value.hint or ""
+    assert "--emulator" in hint and "found in the project" in hint
+    assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in hint and "AZURE_AI_MODEL_DEPLOYMENT_NAME" in hint
+
+
+def test_only_the_endpoint_is_required_and_no_image_model_is_assumed() -> None:
+    import mcp_server.config as config
+
+    settings = Settings.load({"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT})
+    assert (settings.model_deployment, settings.image_deployment) == (None, None)
+    assert not hasattr(config, "DEFAULT_IMAGE_DEPLOYMENT")
+    given = Settings.load(
+        {"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT, "AZURE_AI_IMAGE_DEPLOYMENT_NAME": " pictures "},
+        model_deployment="chat",
+    )
+    assert (given.model_deployment, given.image_deployment) == ("chat", "pictures")
+    blank_flags = Settings.load({"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT}, model_deployment=" ", image_deployment="")
+    assert (blank_flags.model_deployment, blank_flags.image_deployment) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -146,12 +159,11 @@ def test_only_the_documented_variables_are_read_and_empty_ones_count_as_unset() 
         "timeout": "1",
     }
     settings = Settings.load(env)
-    assert (settings.timeout, settings.image_deployment, settings.emulator) == (600.0, "gpt-image-1", False)
+    assert (settings.timeout, settings.image_deployment, settings.emulator) == (600.0, None, False)
     assert settings.inbound.auth_tokens is None
     with pytest.raises(ConfigurationError, match="not configured: set AZURE_AI_PROJECT_ENDPOINT"):
         Settings.load({"endpoint": ENDPOINT, "AZURE_AI_MODEL_DEPLOYMENT_NAME": "m"})
-    with pytest.raises(ConfigurationError, match="not configured: set AZURE_AI_MODEL_DEPLOYMENT_NAME"):
-        Settings.load({**REQUIRED, "AZURE_AI_MODEL_DEPLOYMENT_NAME": ""})
+    assert Settings.load({**REQUIRED, "AZURE_AI_MODEL_DEPLOYMENT_NAME": ""}).model_deployment is None
 
 
 def test_every_malformed_setting_is_named_in_one_message() -> None:

@@ -6,14 +6,17 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
 from helpers import token_endpoint
 
-from mcp_server.emulator import EmulatorConfig, start_emulator
+from mcp_server.cli.doctor import diagnose
+from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
-CHECKS = ["configuration", "credentials", "endpoint", "agent", "image deployment", "live generation"]
+CHECKS = ["configuration", "credentials", "endpoint", "deployments", "agent", "image deployment", "live generation"]
+DISCOVERED = "image gpt-image-2 -> gpt-image-2 (discovered), orchestrator gpt-4.1 -> gpt-4.1 (discovered)"
 KEY = "doctor-key-5d1c9e"
 VERSIONS = "/agents/foundry-image-mcp/versions"
 RESPONSES = "/openai/v1/responses"
@@ -74,8 +77,8 @@ def doctor(env: dict[str, str], *args: str) -> Run:
 
 
 def environment(tmp_path: Path, endpoint: str | None, api_key: str | None = KEY, **extra: str) -> dict[str, str]:
+    """Only the endpoint and a key, as a user who lets the deployments be found sets it up."""
     env = {
-        "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1",
         "FOUNDRY_IMAGE_MCP_OUTPUT_DIR": str(tmp_path / "out"),
         "HOME": str(tmp_path),
         "PATH": "/usr/bin:/bin",
@@ -103,10 +106,11 @@ def test_all_checks_pass_with_an_api_key_and_a_second_run_reuses_the_agent_versi
         second = doctor(env)
         assert emu.state.count("POST", VERSIONS) == 1
         assert emu.state.count("POST", RESPONSES) == 0, "without --live nothing is generated"
+        assert emu.state.count("GET", "/deployments") == 2, "one listing per run"
         assert all(r.headers.get("api-key") == KEY for r in emu.state.requests)
     for run in (first, second):
         assert run.code == 0, run.stdout + run.stderr
-        assert run.results() == ["PASS"] * 5 + ["SKIP"], run.stdout
+        assert run.results() == ["PASS"] * 6 + ["SKIP"], run.stdout
         assert run.rows["live generation"].detail == "run with --live"
         assert run.rows["credentials"].detail == "api-key (from AZURE_AI_API_KEY)"
         assert KEY not in run.stdout + run.stderr
@@ -114,18 +118,19 @@ def test_all_checks_pass_with_an_api_key_and_a_second_run_reuses_the_agent_versi
         for shown in (
             emu.endpoint,
             "agent foundry-image-mcp",
-            "gpt-4.1",
-            "gpt-image-1",
+            "model deployment (found in the project)",
+            "image deployment (found in the project)",
             "api-key",
             str(tmp_path / "out"),
         ):
             assert shown in config, config
         assert "All checks passed" in run.stdout
+        assert run.rows["deployments"].detail == f"{DISCOVERED}; gpt-image-2 retires on 2027-10-21"
     assert "does not exist yet" in first.rows["endpoint"].detail
     assert "exists, latest version 1" in second.rows["endpoint"].detail
     assert first.rows["agent"].detail == "foundry-image-mcp:1 (created)"
     assert second.rows["agent"].detail == "foundry-image-mcp:1 (reused)"
-    assert "gpt-image-1" in first.rows["image deployment"].detail
+    assert "gpt-image-2 -> gpt-image-2 (discovered) is the image model" in first.rows["image deployment"].detail
     assert (tmp_path / "out").is_dir() and list((tmp_path / "out").iterdir()) == [], "the probe file is removed"
 
 
@@ -140,9 +145,11 @@ def test_live_generates_one_image_through_the_server_code_path(tmp_path: Path) -
         version = next(r for r in emu.state.requests if r.method == "POST" and r.path.endswith(VERSIONS))
         assert version.json is not None
         tool = version.json["definition"]["tools"][0]
-        assert (tool["quality"], tool["size"], tool["model"]) == ("low", "1024x1024", "gpt-image-1")
+        assert (tool["quality"], tool["size"], tool["model"]) == ("low", "1024x1024", "gpt-image-2")
+        assert version.json["definition"]["model"] == "gpt-4.1"
+        assert create.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-2"
     assert run.code == 0, run.stdout + run.stderr
-    assert run.results() == ["PASS"] * 6, run.stdout
+    assert run.results() == ["PASS"] * 7, run.stdout
     live = run.rows["live generation"].detail
     assert live.startswith("1024x1024 PNG, ") and " KiB in " in live and "(response resp_" in live, live
     assert list((tmp_path / "out").iterdir()) == [], "the live image goes to a temporary store"
@@ -160,37 +167,22 @@ def test_entra_id_names_the_credential_that_produced_the_token(tmp_path: Path) -
             f"Bearer {identity.token}"
         }
     assert run.code == 0, run.stdout + run.stderr
-    assert run.results() == ["PASS"] * 5 + ["SKIP"], run.stdout
+    assert run.results() == ["PASS"] * 6 + ["SKIP"], run.stdout
     credentials = run.rows["credentials"].detail
     assert credentials == "entra-id: token for https://ai.azure.com/.default from ManagedIdentityCredential"
     assert "auth entra-id" in run.rows["configuration"].detail
     assert identity.token not in run.stdout + run.stderr and identity.secret not in run.stdout + run.stderr
 
 
-@pytest.mark.parametrize(
-    ("unset", "named"),
-    [
-        (
-            ["AZURE_AI_PROJECT_ENDPOINT", "AZURE_AI_MODEL_DEPLOYMENT_NAME"],
-            ["AZURE_AI_PROJECT_ENDPOINT", "AZURE_AI_MODEL_DEPLOYMENT_NAME"],
-        ),
-        (["AZURE_AI_MODEL_DEPLOYMENT_NAME"], ["AZURE_AI_MODEL_DEPLOYMENT_NAME"]),
-    ],
-)
-def test_missing_configuration_fails_first_and_names_the_variables(
-    tmp_path: Path, unset: list[str], named: list[str]
-) -> None:
-    env = environment(tmp_path, "http://127.0.0.1:9/api/projects/emulator")
-    for name in unset:
-        del env[name]
-    run = doctor(env)
+def test_a_missing_endpoint_fails_first_and_names_the_variable(tmp_path: Path) -> None:
+    run = doctor(environment(tmp_path, None))
     assert run.code == 1
     config = run.rows["configuration"]
     assert config.result == "FAIL"
-    assert all(name in config.detail for name in named), config.detail
-    assert ("AZURE_AI_PROJECT_ENDPOINT" in config.detail) == ("AZURE_AI_PROJECT_ENDPOINT" in unset)
-    assert "AZURE_AI_PROJECT_ENDPOINT" in config.fix and "AZURE_AI_MODEL_DEPLOYMENT_NAME" in config.fix
-    for check in CHECKS[1:5]:
+    assert "AZURE_AI_PROJECT_ENDPOINT" in config.detail, config.detail
+    assert "AZURE_AI_MODEL_DEPLOYMENT_NAME" not in config.detail, "the deployments are found, not required"
+    assert "AZURE_AI_PROJECT_ENDPOINT" in config.fix and "found in the project" in config.fix
+    for check in CHECKS[1:6]:
         assert run.rows[check] == Row("SKIP", "not run: configuration failed", ""), run.stdout
     assert run.rows["live generation"] == Row("SKIP", "run with --live", "")
     assert KEY not in run.stdout + run.stderr
@@ -202,7 +194,7 @@ def test_malformed_settings_are_a_configuration_failure(tmp_path: Path) -> None:
     config = run.rows["configuration"]
     assert config.result == "FAIL" and "must use https" in config.detail, run.stdout
     assert "Environment variables" in config.fix
-    assert run.results()[1:5] == ["SKIP"] * 4
+    assert run.results()[1:6] == ["SKIP"] * 5
 
 
 def test_an_output_directory_that_cannot_be_written_fails_configuration_but_the_rest_still_runs(
@@ -216,7 +208,7 @@ def test_an_output_directory_that_cannot_be_written_fails_configuration_but_the_
     config = run.rows["configuration"]
     assert config.result == "FAIL" and "not writable" in config.detail, run.stdout
     assert "FOUNDRY_IMAGE_MCP_OUTPUT_DIR" in config.fix
-    assert run.results()[1:] == ["PASS"] * 4 + ["SKIP"], run.stdout
+    assert run.results()[1:] == ["PASS"] * 5 + ["SKIP"], run.stdout
 
 
 def test_an_endpoint_nothing_listens_on_is_unreachable(tmp_path: Path) -> None:
@@ -228,6 +220,7 @@ def test_an_endpoint_nothing_listens_on_is_unreachable(tmp_path: Path) -> None:
     assert "ConnectError" in row.detail
     assert "AZURE_AI_PROJECT_ENDPOINT" in row.fix
     assert run.results()[:2] == ["PASS", "PASS"]
+    assert run.rows["deployments"] == Row("SKIP", "not run: endpoint failed", "")
     assert run.rows["agent"] == Row("SKIP", "not run: endpoint failed", "")
     assert run.rows["image deployment"] == Row("SKIP", "not run: endpoint failed", "")
 
@@ -241,7 +234,7 @@ def test_no_credential_fails_credentials_and_skips_what_needs_one(tmp_path: Path
     row = run.rows["credentials"]
     assert row.result == "FAIL" and "Microsoft Entra ID token" in row.detail, run.stdout
     assert "az login" in row.fix and "managed identity" in row.fix and "AZURE_AI_API_KEY" in row.fix
-    for check in ("endpoint", "agent", "image deployment"):
+    for check in ("endpoint", "deployments", "agent", "image deployment"):
         assert run.rows[check] == Row("SKIP", "not run: credentials failed", ""), run.stdout
     assert run.rows["live generation"] == Row("SKIP", "run with --live", "")
     assert run.rows["configuration"].result == "PASS"
@@ -256,31 +249,43 @@ def test_a_rejected_key_fails_the_endpoint_check_without_showing_any_key(tmp_pat
     row = run.rows["endpoint"]
     assert row.result == "FAIL" and "HTTP 401" in row.detail, run.stdout
     assert "AZURE_AI_API_KEY" in row.fix and "Azure AI User" in row.fix
-    assert run.results()[3:] == ["SKIP"] * 3
+    assert run.results()[3:] == ["SKIP"] * 4
     assert run.rows["live generation"].detail == "not run: endpoint failed"
     assert right not in run.stdout + run.stderr and wrong not in run.stdout + run.stderr
 
 
-def test_an_unknown_image_deployment_fails_and_names_the_variable(tmp_path: Path) -> None:
+def test_an_unknown_image_deployment_fails_lists_the_project_and_names_the_variable(tmp_path: Path) -> None:
     with start_emulator(EmulatorConfig()) as emu:
         run = doctor(environment(tmp_path, emu.endpoint, AZURE_AI_IMAGE_DEPLOYMENT_NAME="gpt-image-9"))
-        assert emu.state.count("POST", VERSIONS) == 1 and not emu.state.agent_versions("foundry-image-mcp")
+        assert emu.state.count("POST", VERSIONS) == 0
     assert run.code == 1
-    image = run.rows["image deployment"]
-    assert image.result == "FAIL" and "gpt-image-9" in image.detail, run.stdout
-    assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in image.fix and "AZURE_AI_MODEL_DEPLOYMENT_NAME" not in image.fix
-    assert run.rows["agent"].result == "FAIL" and "gpt-image-9" in run.rows["agent"].detail
+    row = run.rows["deployments"]
+    assert row.result == "FAIL" and "'gpt-image-9'" in row.detail, run.stdout
+    assert "gpt-image-2 -> gpt-image-2" in row.detail and "gpt-4.1 -> gpt-4.1" in row.detail
+    assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in row.fix and "AZURE_AI_MODEL_DEPLOYMENT_NAME" not in row.fix
     assert run.results()[:3] == ["PASS"] * 3
+    for check in ("agent", "image deployment"):
+        assert run.rows[check] == Row("SKIP", "not run: deployments failed", "")
 
 
 def test_an_unknown_model_deployment_blames_the_model_variable(tmp_path: Path) -> None:
     with start_emulator(EmulatorConfig()) as emu:
         run = doctor(environment(tmp_path, emu.endpoint, AZURE_AI_MODEL_DEPLOYMENT_NAME="gpt-9"))
     assert run.code == 1
-    agent = run.rows["agent"]
-    assert agent.result == "FAIL" and "gpt-9" in agent.detail, run.stdout
-    assert "AZURE_AI_MODEL_DEPLOYMENT_NAME" in agent.fix and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" not in agent.fix
-    assert run.rows["image deployment"] == Row("SKIP", "not run: agent failed", "")
+    row = run.rows["deployments"]
+    assert row.result == "FAIL" and "'gpt-9'" in row.detail, run.stdout
+    assert "AZURE_AI_MODEL_DEPLOYMENT_NAME" in row.fix and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" not in row.fix
+    assert run.rows["agent"] == Row("SKIP", "not run: deployments failed", "")
+
+
+def test_two_image_deployments_fail_and_list_them(tmp_path: Path) -> None:
+    config = EmulatorConfig(deployments={"gpt-4.1": "gpt-4.1", "old": "gpt-image-1.5", "new": "gpt-image-2"})
+    with start_emulator(config) as emu:
+        run = doctor(environment(tmp_path, emu.endpoint))
+    assert run.code == 1
+    row = run.rows["deployments"]
+    assert row.result == "FAIL" and "new -> gpt-image-2" in row.detail and "old -> gpt-image-1.5" in row.detail
+    assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in row.fix
 
 
 def test_live_reports_a_missing_image_deployment_at_generation(tmp_path: Path) -> None:
@@ -294,21 +299,88 @@ def test_live_reports_a_missing_image_deployment_at_generation(tmp_path: Path) -
     assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in live.fix
     image = run.rows["image deployment"]
     assert image.result == "FAIL" and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in image.fix
-    assert run.results()[:4] == ["PASS"] * 4
+    assert run.results()[:5] == ["PASS"] * 5
 
 
 def test_flags_override_the_environment_as_for_serve(tmp_path: Path) -> None:
-    with start_emulator(EmulatorConfig()) as emu:
+    deployments = {"gpt-4.1": "gpt-4.1", "gpt-4.1-mini": "gpt-4.1-mini", "mini": "gpt-image-1-mini"}
+    with start_emulator(EmulatorConfig(deployments={**deployments, "gpt-image-2": "gpt-image-2"})) as emu:
         env = environment(tmp_path, dead_loopback_endpoint(), AZURE_AI_MODEL_DEPLOYMENT_NAME="gpt-9")
         run = doctor(
             env,
             *("--endpoint", emu.endpoint, "--model-deployment", "gpt-4.1-mini"),
-            *("--image-deployment", "gpt-image-1-mini", "--agent-name", "doctor-check"),
+            *("--image-deployment", "mini", "--agent-name", "doctor-check"),
             *("--output-dir", str(tmp_path / "flagged")),
         )
         assert [v.definition["model"] for v in emu.state.agent_versions("doctor-check")] == ["gpt-4.1-mini"]
     assert run.code == 0, run.stdout + run.stderr
     assert run.rows["agent"].detail == "doctor-check:1 (created)"
-    assert "gpt-image-1-mini" in run.rows["image deployment"].detail
+    assert run.rows["deployments"].detail.startswith(
+        "image mini -> gpt-image-1-mini (given), orchestrator gpt-4.1-mini -> gpt-4.1-mini (given)"
+    )
+    assert "mini -> gpt-image-1-mini (given)" in run.rows["image deployment"].detail
     assert str(tmp_path / "flagged") in run.rows["configuration"].detail
     assert (tmp_path / "flagged").is_dir() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ retirement and a refusing deployments API
+
+
+def in_process(emu: RunningEmulator, tmp_path: Path, today: date, **extra: str) -> dict[str, tuple[str, str, str]]:
+    """`diagnose` in this process, on `today`: each row's (result, detail, fix) by check."""
+    rows = diagnose({}, live=False, environ=environment(tmp_path, emu.endpoint, **extra), today=today)
+    assert [row.check for row in rows] == CHECKS
+    return {row.check: (row.result, row.detail, row.fix) for row in rows}
+
+
+def test_a_retired_image_model_fails_with_what_to_deploy(tmp_path: Path) -> None:
+    with start_emulator(EmulatorConfig(deployments={"gpt-4.1": "gpt-4.1", "old": "gpt-image-1"})) as emu:
+        rows = in_process(emu, tmp_path, date(2026, 10, 23))
+    result, detail, fix = rows["deployments"]
+    assert result == "FAIL"
+    assert "image old -> gpt-image-1 (discovered)" in detail and "gpt-image-1 was retired on 2026-10-23" in detail
+    assert "gpt-image-2" in fix and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in fix and "delete old" in fix
+    assert rows["agent"][0] == "PASS", "the names are known: the later checks still run"
+
+
+@pytest.mark.parametrize(
+    ("today", "result", "says"),
+    [
+        (date(2026, 8, 24), "WARN", "gpt-image-1 retires on 2026-10-23, in 60 days"),
+        (date(2026, 8, 23), "PASS", "gpt-image-1 retires on 2026-10-23"),
+    ],
+)
+def test_an_image_model_retiring_within_60_days_warns_without_failing(
+    tmp_path: Path, today: date, result: str, says: str
+) -> None:
+    with start_emulator(EmulatorConfig(deployments={"gpt-4.1": "gpt-4.1", "img": "gpt-image-1"})) as emu:
+        rows = in_process(emu, tmp_path, today, AZURE_AI_IMAGE_DEPLOYMENT_NAME="img")
+    got, detail, fix = rows["deployments"]
+    assert got == result and detail.endswith(says), detail
+    assert ("gpt-image-2" in fix and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in fix) == (result == "WARN"), fix
+    assert [rows[check][0] for check in ("agent", "image deployment")] == ["PASS", "PASS"]
+
+
+def test_a_warning_passes_the_exit_status(tmp_path: Path) -> None:
+    with start_emulator(EmulatorConfig(deployments_api_status=403)) as emu:
+        env = environment(
+            tmp_path,
+            emu.endpoint,
+            AZURE_AI_IMAGE_DEPLOYMENT_NAME="gpt-image-2",
+            AZURE_AI_MODEL_DEPLOYMENT_NAME="gpt-4.1",
+        )
+        run = doctor(env)
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.results() == ["PASS"] * 3 + ["WARN"] + ["PASS"] * 2 + ["SKIP"], run.stdout
+    row = run.rows["deployments"]
+    assert "image gpt-image-2 -> model unknown (given)" in row.detail and "refused (HTTP 403)" in row.detail
+    assert "All checks passed (1 with a warning)." in run.stdout
+
+
+def test_a_refusing_deployments_api_without_names_fails_and_names_both_variables(tmp_path: Path) -> None:
+    with start_emulator(EmulatorConfig(deployments_api_status=404)) as emu:
+        run = doctor(environment(tmp_path, emu.endpoint))
+    assert run.code == 1
+    row = run.rows["deployments"]
+    assert row.result == "FAIL" and "refused (HTTP 404" in row.detail, run.stdout
+    assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in row.fix and "AZURE_AI_MODEL_DEPLOYMENT_NAME" in row.fix

@@ -96,7 +96,7 @@ async def test_file_ids_pass_through_and_large_inputs_are_uploaded(emulator: Run
     async with httpx2.AsyncClient(base_url=emulator.endpoint + "/") as http:
         uploaded = await http.post(
             "openai/v1/files",
-            headers={"api-key": "k"},
+            headers={"authorization": "Bearer k"},
             files={"file": ("small.png", small, "image/png")},
             data={"purpose": "assistants"},
         )
@@ -141,7 +141,9 @@ async def test_when_the_service_forgot_the_earlier_turn_the_image_bytes_are_sent
         async with Client(server_params(emulator.endpoint, tmp_path)) as client:
             first = ok(await client.call_tool("generate_image", {"prompt": "a boat", "quality": "low"}))
             async with httpx2.AsyncClient(base_url=emulator.endpoint + "/") as http:
-                deleted = await http.delete(f"openai/v1/responses/{first['response_id']}", headers={"api-key": "k"})
+                deleted = await http.delete(
+                    f"openai/v1/responses/{first['response_id']}", headers={"authorization": "Bearer k"}
+                )
             assert deleted.status_code == 200
             second = ok(await client.call_tool("edit_image", {"prompt": "add a sail", "images": [first["uri"]]}))
     _, refused, retried = responses_posts(emulator)
@@ -152,45 +154,27 @@ async def test_when_the_service_forgot_the_earlier_turn_the_image_bytes_are_sent
     assert second["parent"]["response_id"] == first["response_id"]
 
 
-async def test_a_mask_travels_as_an_upload_bound_through_structured_inputs(
-    emulator: RunningEmulator, tmp_path: Path
-) -> None:
-    (tmp_path / "photo.png").write_bytes(png())
-    (tmp_path / "mask.png").write_bytes(mask_png())
-    with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path)) as client:
-            first = ok(
-                await client.call_tool(
-                    "edit_image", {"prompt": "a window", "images": ["photo.png"], "mask": "mask.png"}
-                )
-            )
-            again = ok(
-                await client.call_tool("edit_image", {"prompt": "a door", "images": ["photo.png"], "mask": "mask.png"})
-            )
-    posts = responses_posts(emulator)
-    file_ids = [post.json["structured_inputs"]["mask_file_id"] for post in posts]
-    assert [emulator.state.files[f][1] for f in file_ids] == [mask_png(), mask_png()]
-    assert all("agent_reference" in post.json for post in posts)
-    (version,) = emulator.state.agent_versions("foundry-image-mcp")
-    assert version.definition["tools"][0]["input_image_mask"] == {"file_id": "{{mask_file_id}}"}
-    assert first["inputs"][-1]["label"] == "mask" and again["agent_version"] == first["agent_version"]
-
-
-async def test_masks_fall_back_to_direct_calls_when_the_agent_cannot_bind_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placeholders", [False, True], ids=["as-foundry", "binding-placeholders"])
+async def test_a_mask_goes_straight_to_a_direct_call_with_the_uploaded_mask(tmp_path: Path, placeholders: bool) -> None:
+    """`structured_inputs` do not reach image-tool fields (protocol §3.4), so masked edits skip the agent from the
+    first call: no agent version with a placeholder, no call spent on a refusal, whatever the service allows."""
     (tmp_path / "photo.png").write_bytes(png())
     (tmp_path / "mask.png").write_bytes(mask_png())
     arguments = {"prompt": "a window", "images": ["photo.png"], "mask": "mask.png"}
-    with start_emulator(EmulatorConfig(image_tool_placeholders=False)) as emu, anyio.fail_after(TIMEOUT):
+    with start_emulator(EmulatorConfig(image_tool_placeholders=placeholders)) as emu, anyio.fail_after(TIMEOUT):
         async with Client(server_params(emu.endpoint, tmp_path)) as client:
             first = ok(await client.call_tool("edit_image", arguments))
-            second = ok(await client.call_tool("edit_image", arguments))
+            second = ok(await client.call_tool("edit_image", {**arguments, "prompt": "a door"}))
         posts = responses_posts(emu)
-        assert len(posts) == 2 and emu.state.count("POST", "/agents/foundry-image-mcp/versions") == 1
+        assert len(posts) == 2 and emu.state.agent_versions("foundry-image-mcp") == []
         for post in posts:
-            assert "agent_reference" not in post.json and post.json["model"] == "gpt-4.1"
+            assert "agent_reference" not in post.json and "structured_inputs" not in post.json
+            assert post.json["model"] == "gpt-4.1"
             (tool,) = post.json["tools"]
+            assert tool["action"] == "edit"
             assert emu.state.files[tool["input_image_mask"]["file_id"]][1] == mask_png()
         assert first["agent_version"] is None and second["agent_name"] is None
+        assert first["inputs"][-1]["label"] == "mask"
 
 
 async def test_bad_inputs_are_refused_with_a_clear_message_and_no_upstream_call(

@@ -28,7 +28,9 @@ from mcp_server.cli import main as cli
 from mcp_server.emulator import FAULTS, EmulatorConfig, PendingFault, RunningEmulator, faults, start_emulator
 
 V1 = {"api-version": "v1"}
-DEPLOYMENT = {"x-ms-oai-image-generation-deployment": "gpt-image-1"}
+IMAGE = min(EmulatorConfig().image_deployments)
+"""The image deployment the emulated project serves by default."""
+DEPLOYMENT = {"x-ms-oai-image-generation-deployment": IMAGE}
 RESPONSES = "/openai/v1/responses"
 RATE_LIMIT_BODY = {
     "error": {
@@ -56,7 +58,7 @@ def make_agent(http: httpx2.Client, name: str = "img-agent", **tool: Any) -> Non
     definition = {
         "kind": "prompt",
         "model": "gpt-4.1",
-        "tools": [{"type": "image_generation", "model": "gpt-image-1", "quality": "low", **tool}],
+        "tools": [{"type": "image_generation", "model": IMAGE, "quality": "low", **tool}],
     }
     reply = http.post(f"/agents/{name}/versions", params=V1, json={"definition": definition})
     assert reply.status_code == 200, reply.text
@@ -97,9 +99,14 @@ def sse_events(text: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the names
 
 
-def test_every_fault_is_documented_and_offered_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert len(set(FAULTS)) == len(FAULTS) == 17
+def test_every_fault_is_documented() -> None:
+    assert len(set(FAULTS)) == len(FAULTS) == 21
     doc = faults.__doc__ or ""
+    for name in FAULTS:
+        assert f"`{name}`" in doc, name
+
+
+def test_every_fault_is_offered_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["emulator", "--help"])
     help_text = capsys.readouterr().out
@@ -107,7 +114,6 @@ def test_every_fault_is_documented_and_offered_by_the_cli(capsys: pytest.Capture
     # argparse wraps lines, possibly inside a hyphenated name.
     flat_help = " ".join(re.sub(r"-\n\s*", "-", help_text).split())
     for name in FAULTS:
-        assert f"`{name}`" in doc, name
         assert name in flat_help, name
 
 
@@ -131,7 +137,8 @@ def emulator_imports() -> tuple[dict[str, set[str]], set[str]]:
 def test_the_fault_names_are_dependency_free_and_the_emulator_modules_form_no_cycle() -> None:
     graph, outside = emulator_imports()
     assert graph["fault_names"] == set()
-    assert outside == {"mcp_server.protocol"}, "the emulator shares only the protocol with the rest"
+    shared = {module.split(".")[1] for module in outside}
+    assert shared == {"protocol"}, "the emulator shares only the protocol with the rest"
     state: dict[str, str] = {}
 
     def visit(module: str, path: list[str]) -> None:
@@ -456,6 +463,42 @@ def test_filter_400_by_marker_is_the_azure_prompt_block(emulator: RunningEmulato
     assert_generates(http)
 
 
+def test_filter_400_array_is_the_newer_prompt_block(emulator: RunningEmulator, http: httpx2.Client) -> None:
+    make_agent(http)
+    reply = create(http, "a fox", headers=fault("filter-400-array"))
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == ("content_filter", "prompt", "invalid_request_error")
+    (entry,) = error["content_filters"]
+    assert (entry["blocked"], entry["source_type"]) == (True, "prompt")
+    assert entry["content_filter_results"]["jailbreak"] == {"detected": True, "filtered": True}
+    assert set(entry["content_filter_offsets"]) == {"start_offset", "end_offset", "check_offset"}
+    assert emulator.state.responses == {}
+    assert_generates(http)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("moderation-blocked", ("moderation_blocked", "image_generation_user_error", None)),
+        ("image-header-missing", ("invalid_request_error", "image_generation_user_error", "tools")),
+        ("agent-field", ("invalid_payload", "invalid_request_error", "tools")),
+    ],
+)
+def test_image_tool_and_agent_refusals(
+    emulator: RunningEmulator, http: httpx2.Client, name: str, expected: tuple[str, str, str | None]
+) -> None:
+    make_agent(http)
+    reply = create(http, f"[[fault:{name}]] a fox")
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert (error["code"], error["type"], error["param"]) == expected
+    if name == "moderation-blocked":
+        assert error["moderation_details"] == {"moderation_stage": "output", "categories": ["violence"]}
+    assert emulator.state.responses == {}
+    assert_generates(http)
+
+
 def test_processed_filters_elsewhere_act_as_filter_400(http: httpx2.Client) -> None:
     make_agent(http)
     reply = http.get("/agents/img-agent", params=V1, headers=fault("filter-failed"))
@@ -562,7 +605,7 @@ def test_deployment_missing(http: httpx2.Client) -> None:
     reply = create(http, "[[fault:deployment-missing]] a fox")
     assert reply.status_code == 404
     error = reply.json()["error"]
-    assert error["code"] == "DeploymentNotFound" and "gpt-image-1" in error["message"]
+    assert error["code"] == "DeploymentNotFound" and IMAGE in error["message"]
     assert_generates(http)
 
 

@@ -28,7 +28,9 @@ from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
 pytestmark = pytest.mark.anyio
 
-DEPLOYMENT = {"x-ms-oai-image-generation-deployment": "gpt-image-1"}
+IMAGE = min(EmulatorConfig().image_deployments)
+"""The image deployment the emulated project serves by default."""
+DEPLOYMENT = {"x-ms-oai-image-generation-deployment": IMAGE}
 _EVENT_CLASSES = typing.get_args(typing.get_args(ResponseStreamEvent)[0])
 EVENT_MODELS: dict[str, Any] = {typing.get_args(cls.model_fields["type"].annotation)[0]: cls for cls in _EVENT_CLASSES}
 
@@ -38,7 +40,7 @@ def make_agent(emulator: RunningEmulator, name: str = "img-agent", **tool: Any) 
         "kind": "prompt",
         "model": "gpt-4.1",
         "instructions": "Generate images.",
-        "tools": [{"type": "image_generation", "model": "gpt-image-1", **tool}],
+        "tools": [{"type": "image_generation", "model": IMAGE, **tool}],
         "tool_choice": {"type": "image_generation"},
     }
     with httpx2.Client(base_url=emulator.endpoint, headers={"authorization": "Bearer t"}) as http:
@@ -266,3 +268,27 @@ async def test_concurrent_generations_overlap() -> None:
             elapsed = time.monotonic() - started
     assert statuses == ["completed"] * 4
     assert elapsed >= latency
+
+
+@pytest.mark.parametrize("openai_events", [False, True], ids=["azure", "openai"])
+async def test_the_sdk_reads_both_image_stream_forms(openai_events: bool) -> None:
+    """Azure's (the default: item "generating", no `image_generation_call.completed`, `obfuscation` on text
+    deltas, `content_filters` on the Response) and api.openai.com's (protocol §5.2)."""
+    with start_emulator(EmulatorConfig(openai_image_events=openai_events)) as emulator:
+        make_agent(emulator, partial_images=1)
+        async with client_for(emulator) as client:
+            stream = await client.responses.create(
+                input="a kite", stream=True, extra_headers=DEPLOYMENT, extra_body=agent_ref()
+            )
+            with anyio.fail_after(20):
+                async with stream:
+                    events = [event async for event in stream]
+    for event in events:
+        EVENT_MODELS[event.type].model_validate(event.model_dump())
+    kinds = [event.type for event in events]
+    assert ("response.image_generation_call.completed" in kinds) is openai_events
+    completed = events[-1]
+    assert isinstance(completed, ResponseCompletedEvent)
+    (call,) = [item for item in completed.response.output if isinstance(item, ImageGenerationCall)]
+    assert call.status == ("completed" if openai_events else "generating") and call.result
+    assert isinstance((completed.response.model_extra or {})["content_filters"], list)

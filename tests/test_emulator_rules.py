@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import httpx2
@@ -12,9 +13,30 @@ import pytest
 from PIL import Image
 
 from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from mcp_server.emulator import validation as emulator_validation
 
 V1 = {"api-version": "v1"}
-DEPLOYMENT = {"x-ms-oai-image-generation-deployment": "gpt-image-1"}
+DEPLOYMENT = {"x-ms-oai-image-generation-deployment": "gpt-image-2"}
+PROJECT = EmulatorConfig(
+    deployments={
+        "gpt-4.1": "gpt-4.1",
+        "gpt-image-2": "gpt-image-2",
+        "gpt-image-1.5": "gpt-image-1.5",
+        "gpt-image-1-mini": "gpt-image-1-mini",
+        "flare": "gpt-image-2.5-flare-2026-09-08",
+        "old": "gpt-image-1",
+        "future": "gpt-image-3",
+    },
+    image_tool_placeholders=True,
+)
+"""A project with a deployment of each kind of image model: current, 2.5, retired (`old`) and unknown; it
+binds structured-input placeholders in image-tool fields (off by default, as on the real service)."""
+
+
+@pytest.fixture
+def emulator() -> Iterator[RunningEmulator]:
+    with start_emulator(PROJECT) as running:
+        yield running
 
 
 @pytest.fixture
@@ -27,7 +49,7 @@ def definition(orchestrator: str = "gpt-4.1", **tool: Any) -> dict[str, Any]:
     return {
         "kind": "prompt",
         "model": orchestrator,
-        "tools": [{"type": "image_generation", "model": "gpt-image-1", **tool}],
+        "tools": [{"type": "image_generation", "model": "gpt-image-2", **tool}],
     }
 
 
@@ -38,9 +60,11 @@ def make_agent(http: httpx2.Client, name: str = "img-agent", **tool: Any) -> dic
     return body
 
 
-def generate(http: httpx2.Client, prompt: Any = "a fox", name: str = "img-agent", **extra: Any) -> httpx2.Response:
+def generate(
+    http: httpx2.Client, prompt: Any = "a fox", name: str = "img-agent", deployment: str = "gpt-image-2", **extra: Any
+) -> httpx2.Response:
     body = {"agent_reference": {"type": "agent_reference", "name": name}, "input": prompt, **extra}
-    return http.post("/openai/v1/responses", json=body, headers=DEPLOYMENT)
+    return http.post("/openai/v1/responses", json=body, headers={DEPLOYMENT_HEADER: deployment})
 
 
 def image_of(reply: httpx2.Response) -> tuple[bytes, Image.Image]:
@@ -225,6 +249,7 @@ def test_structured_inputs_bind_tool_placeholders(http: httpx2.Client) -> None:
 
 
 def direct_body(prompt: str = "add a dragon", **tool: Any) -> dict[str, Any]:
+    tool = {"model": "gpt-image-2", **tool}
     return {"model": "gpt-4.1", "tools": [{"type": "image_generation", **tool}], "input": prompt}
 
 
@@ -301,7 +326,7 @@ def test_request_limits(http: httpx2.Client) -> None:
         error_of(http.post("/openai/v1/responses", json={**direct_body(), "model": "gpt-9"}), 400)["param"] == "model"
     )
     assert error_of(generate(http, name="ghost"), 404)["code"] == "not_found"
-    bad_tool = {**direct_body(size="2048x2048")}
+    bad_tool = {**direct_body(size="4096x4096")}
     assert error_of(http.post("/openai/v1/responses", json=bad_tool, headers=DEPLOYMENT), 400)["code"] == (
         "invalid_payload"
     )
@@ -364,3 +389,91 @@ def test_input_items_list_the_request_input(http: httpx2.Client) -> None:
     items = http.get(f"/openai/v1/responses/{response_id}/input_items").json()
     assert items["object"] == "list"
     assert items["data"][0]["content"] == [{"type": "input_text", "text": "hello there"}]
+
+
+# ---------------------------------------------------------------- each model's own rules
+
+
+def make_agent_on(http: httpx2.Client, name: str, deployment: str, **tool: Any) -> httpx2.Response:
+    body = {"definition": {**definition(**tool), "tools": [{"type": "image_generation", "model": deployment, **tool}]}}
+    return http.post(f"/agents/{name}/versions", params=V1, json=body)
+
+
+@pytest.mark.parametrize(
+    ("deployment", "tool", "field", "message"),
+    [
+        (
+            "gpt-image-1.5",
+            {"size": "2048x1152"},
+            "size",
+            "Invalid value '2048x1152' for 'size': gpt-image-1.5 supports 1024x1024, 1536x1024, 1024x1536 or auto.",
+        ),
+        (
+            "gpt-image-2",
+            {"size": "3840x1152"},
+            "size",
+            "Invalid value '3840x1152' for 'size': gpt-image-2 takes aspect ratios up to 3:1, and 3840x1152 is 3.33:1.",
+        ),
+        ("gpt-image-2", {"size": "1000x1000"}, "size", "multiples of 16"),
+        ("gpt-image-2", {"size": "512x512"}, "size", "655,360 to 8,294,400 pixels"),
+        ("gpt-image-2", {"size": "3856x2160"}, "size", "long edge of at most 3840"),
+        ("gpt-image-2", {"quality": "xhigh"}, "quality", "gpt-image-2 supports quality auto, low, medium or high."),
+        ("gpt-image-1-mini", {"input_fidelity": "low"}, "input_fidelity", "gpt-image-1-mini does not support"),
+        ("future", {"size": "512x512"}, "size", "gpt-image-3 takes 655,360"),
+    ],
+)
+def test_each_model_refuses_what_it_does_not_take(
+    http: httpx2.Client, deployment: str, tool: dict[str, Any], field: str, message: str
+) -> None:
+    error = error_of(make_agent_on(http, "strict", deployment, **tool), 400)
+    assert (error["code"], error["type"], error["param"]) == (
+        "invalid_payload",
+        "invalid_request_error",
+        f"definition.tools[0].{field}",
+    )
+    assert message in error["message"]
+    direct = {"model": "gpt-4.1", "tools": [{"type": "image_generation", "model": deployment, **tool}], "input": "x"}
+    error = error_of(http.post("/openai/v1/responses", json=direct, headers={DEPLOYMENT_HEADER: deployment}), 400)
+    assert (error["code"], error["param"]) == ("invalid_payload", f"tools[0].{field}") and message in error["message"]
+
+
+def test_each_model_takes_its_own_sizes_and_qualities(http: httpx2.Client) -> None:
+    for deployment, tool in (
+        ("gpt-image-2", {"size": "3840x2160"}),
+        ("gpt-image-2", {"size": "3840x1280", "quality": "high"}),
+        ("gpt-image-1.5", {"size": "1536x1024", "input_fidelity": "high"}),
+        ("flare", {"size": "2160x3840", "quality": "xhigh"}),
+        ("future", {"quality": "max", "size": "2048x2048"}),
+    ):
+        reply = make_agent_on(http, "fine", deployment, **tool)
+        assert reply.status_code == 200, (deployment, reply.text)
+    assert make_agent_on(http, "wide", "gpt-image-2", size="2048x1152").status_code == 200
+    _, wide = image_of(generate(http, name="wide"))
+    assert wide.size == (2048, 1152)
+    assert make_agent_on(http, "max", "flare", quality="max").status_code == 200
+    reply = generate(http, name="max", deployment="flare")
+    image_of(reply)
+    assert reply.json()["tools"][0]["quality"] == "max"
+
+
+def test_rules_bound_through_structured_inputs_are_checked_per_model(http: httpx2.Client) -> None:
+    assert make_agent_on(http, "bound", "gpt-image-1.5", size="{{size}}").status_code == 200
+    error = error_of(
+        generate(http, name="bound", deployment="gpt-image-1.5", structured_inputs={"size": "2048x1152"}), 400
+    )
+    assert error["param"] == "agent.definition.tools[0].size" and "gpt-image-1.5 supports" in error["message"]
+
+
+def test_a_retired_models_deployment_no_longer_answers(http: httpx2.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UNVERIFIED shape: a retired model's deployment answers like a missing one (404 DeploymentNotFound)."""
+    assert make_agent_on(http, "legacy", "old", size="1024x1024").status_code == 200, "the deployment still exists"
+    error = error_of(generate(http, name="legacy", deployment="old"), 404)
+    assert error["code"] == "DeploymentNotFound" and "'old'" in error["message"]
+    direct = {"model": "gpt-4.1", "tools": [{"type": "image_generation", "model": "old"}], "input": "x"}
+    assert error_of(http.post("/openai/v1/responses", json=direct, headers={DEPLOYMENT_HEADER: "old"}), 404)[
+        "code"
+    ] == ("DeploymentNotFound")
+    monkeypatch.setattr(emulator_validation, "today", lambda: date(2026, 10, 22))
+    image_of(generate(http, name="legacy", deployment="old"))
+    refused = make_agent_on(http, "legacy", "old", size="2048x1152")
+    assert "gpt-image-1 supports" in error_of(refused, 400)["message"], "before its retirement, its own rules"

@@ -40,6 +40,8 @@ class Row:
     says: tuple[str, ...] = ()
     creates: int | None = None
     """How many responses the emulator must hold afterwards for the faulted call (no duplicate generations)."""
+    sent: int | None = None
+    """How many requests the faulted call may send to `method path` (a refused create is never sent again)."""
     env: dict[str, str] = field(default_factory=dict[str, str])
     edit: bool = False
 
@@ -57,7 +59,17 @@ MATRIX = [
     Row("truncate-stream", creates=1),
     Row("truncate-body", ok=False, code="unexpected_response", says=("not JSON",)),
     Row("stall", env={"FOUNDRY_IMAGE_MCP_READ_TIMEOUT": "0.5"}),
-    Row("filter-400", ok=False, code="content_filter", says=("sexual", "violence", "Rephrase")),
+    Row("filter-400", ok=False, code="content_filter", says=("sexual", "violence", "Rephrase"), sent=1),
+    Row("filter-400-array", ok=False, code="content_filter", says=("jailbreak", "Rephrase"), sent=1),
+    Row("moderation-blocked", ok=False, code="content_filter", says=("generated image", "violence"), sent=1),
+    Row(
+        "image-header-missing",
+        ok=False,
+        code="refused",
+        says=("x-ms-oai-image-generation-deployment", "AZURE_AI_IMAGE_DEPLOYMENT_NAME"),
+        sent=1,
+    ),
+    Row("agent-field", ok=False, code="refused", says=("tools", "agent"), sent=1),
     Row("filter-failed", ok=False, code="content_filter", says=("content filtering",)),
     Row("filter-call", ok=False, code="content_filter", says=("content filtering",)),
     Row("filter-incomplete", ok=False, code="content_filter", says=("content filtering",)),
@@ -114,6 +126,8 @@ async def test_fault(row: Row, tmp_path: Path) -> None:
                 assert "Traceback" not in text_of(result)
             if row.creates is not None:
                 assert len(emu.state.responses) == row.creates
+            if row.sent is not None:
+                assert emu.state.count(row.method, row.path) == row.sent
             if row.path == VERSIONS and row.method == "POST":
                 assert len(emu.state.agent_versions("foundry-image-mcp")) == 1
             if row.path == FILES:

@@ -1,6 +1,6 @@
-"""`FoundryHttp` on its own, against `httpx2.MockTransport`: error classification from real error bodies,
-bodies that are not what they should be, token refresh, and the recorded Foundry session replayed
-through the client's parsers."""
+"""`FoundryHttp` on its own, against `httpx2.MockTransport`: error classification from real error bodies
+(`upstream_errors`), bodies that are not what they should be, token refresh, API keys per route, and the
+recorded Foundry session replayed through the client's parsers."""
 
 from __future__ import annotations
 
@@ -25,9 +25,16 @@ from mcp_server.errors import (
 )
 from mcp_server.foundry.agents import HASH_KEY, AgentRegistry
 from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth
-from mcp_server.foundry.http import DEPLOYMENT_HINT, GENERIC_400_HINT, FoundryHttp, error_from_response
+from mcp_server.foundry.http import FoundryHttp
 from mcp_server.foundry.responses import ResponsesClient, extract_image
 from mcp_server.foundry.retry import RetryPolicy
+from mcp_server.foundry.upstream_errors import (
+    AGENT_FIELD_HINT,
+    DEPLOYMENT_HINT,
+    GENERIC_400_HINT,
+    HEADER_HINT,
+    error_from_response,
+)
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, AgentVersion, CreateResponseRequest, ImageGenerationTool
 
 pytestmark = pytest.mark.anyio
@@ -42,9 +49,11 @@ def http_with(handler: Callable[[httpx2.Request], httpx2.Response], auth: httpx2
     return FoundryHttp(client, image_deployment="gpt-image-1", retry=NO_WAIT)
 
 
-def classify(status: int, body: Any, headers: dict[str, str] | None = None) -> FoundryImageError:
+def classify(
+    status: int, body: Any, headers: dict[str, str] | None = None, request: httpx2.Request | None = None
+) -> FoundryImageError:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = httpx2.Response(status, headers=headers, content=content)
+    response = httpx2.Response(status, headers=headers, content=content, request=request)
     return error_from_response(response, "generate the image", now=lambda: 0.0)
 
 
@@ -99,6 +108,35 @@ MODERATION_BLOCKED = {
     }
 }
 AGENT_FIELD = foundry("invalid_payload", "Not allowed when agent is specified.", "tools")
+AGENT_FIELDS = {
+    "error": {
+        "code": "invalid_payload",
+        "message": "Invalid payload",
+        "param": None,
+        "type": "invalid_request_error",
+        "details": [
+            {"code": "ValidationError", "message": "Not allowed when agent is specified.", "param": "temperature"},
+            {"code": "ValidationError", "message": "Not allowed when agent is specified.", "param": "top_p"},
+        ],
+        "additionalInfo": {"request_id": "0822494fe0589f357fdda1ef5f7fea3b"},
+    }
+}
+FILTERS_ARRAY = openai(
+    "content_filter",
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+    "prompt",
+)
+FILTERS_ARRAY["error"]["content_filters"] = [
+    {
+        "blocked": True,
+        "source_type": "prompt",
+        "content_filter_results": {
+            "hate": {"filtered": False, "severity": "safe"},
+            "jailbreak": {"detected": True, "filtered": True},
+        },
+        "content_filter_offsets": {"start_offset": 0, "end_offset": 5608, "check_offset": 0},
+    }
+]
 TEMPLATE = foundry("invalid_payload", "The supplied value is invalid.", "")
 MISSING_HEADER = openai(
     "invalid_request_error",
@@ -139,9 +177,11 @@ CASES = {
     "prompt filter": Case(400, PROMPT_FILTER, ContentFilteredError, "content_filter", REPHRASE),
     "innererror filter": Case(400, INNERERROR_FILTER, ContentFilteredError, "content_filter", REPHRASE),
     "moderation blocked": Case(400, MODERATION_BLOCKED, ContentFilteredError, "content_filter", REPHRASE),
-    "agent field": Case(400, AGENT_FIELD, ServiceRefusedError, "refused"),
+    "filters array": Case(400, FILTERS_ARRAY, ContentFilteredError, "content_filter", REPHRASE),
+    "agent field": Case(400, AGENT_FIELD, ServiceRefusedError, "refused", AGENT_FIELD_HINT),
+    "agent fields": Case(400, AGENT_FIELDS, ServiceRefusedError, "refused", AGENT_FIELD_HINT),
     "bad template": Case(400, TEMPLATE, ServiceRefusedError, "refused"),
-    "missing header": Case(400, MISSING_HEADER, ServiceRefusedError, "refused", DEPLOYMENT_HINT),
+    "missing header": Case(400, MISSING_HEADER, ServiceRefusedError, "refused", HEADER_HINT),
     "generic 400": Case(400, GENERIC, ServiceRefusedError, "refused", GENERIC_400_HINT),
     "header mismatch": Case(400, HEADER_MISMATCH, ServiceRefusedError, "refused", DEPLOYMENT_HINT),
     "unknown model": Case(400, UNKNOWN_MODEL, ServiceRefusedError, "refused", DEPLOYMENT_HINT),
@@ -197,6 +237,66 @@ def test_the_upstream_code_param_and_request_id_are_kept() -> None:
 def test_a_body_that_is_not_json_still_maps_by_status() -> None:
     error = classify(502, b"<html><body>502 Bad Gateway</body></html>")
     assert type(error) is ServiceRefusedError and error.status == 502 and "Bad Gateway" in error.message
+
+
+def test_each_content_filter_form_names_its_categories() -> None:
+    moderation = classify(400, MODERATION_BLOCKED)
+    assert "generated image" in moderation.message and "violence" in moderation.message
+    assert "jailbreak" in classify(400, FILTERS_ARRAY).message
+    blocked_without_code = json.loads(json.dumps(FILTERS_ARRAY))
+    blocked_without_code["error"]["code"] = None
+    assert type(classify(400, blocked_without_code)) is ContentFilteredError, "a blocked entry is enough"
+    nothing_blocked = json.loads(json.dumps(blocked_without_code))
+    nothing_blocked["error"]["content_filters"][0]["blocked"] = False
+    assert type(classify(400, nothing_blocked)) is ServiceRefusedError
+
+
+def test_the_fields_refused_with_an_agent_are_named() -> None:
+    assert "tools" in classify(400, AGENT_FIELD).message
+    assert "temperature, top_p" in classify(400, AGENT_FIELDS).message
+
+
+def test_the_missing_header_error_says_what_to_set() -> None:
+    error = classify(400, MISSING_HEADER)
+    assert IMAGE_DEPLOYMENT_HEADER in error.message and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in (error.hint or "")
+
+
+UUID_A = "79d75a89-61e1-4bfe-a3c2-b0ff3f93697b"
+UUID_B = "180abc6c-df16-48a0-9423-0914e9996e28"
+HEX = "3656c2d4836739eca3e1f945253494cc"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected"),
+    [
+        (400, AGENT_FIELD, {"apim-request-id": UUID_A}, "0822494fe0589f357fdda1ef5f7fea3b"),
+        (429, RATE_LIMIT, {"apim-request-id": UUID_A, "X-Request-ID": UUID_B}, UUID_B),
+        (404, PERMISSION, {"apim-request-id": UUID_A, "X-Request-ID": HEX}, HEX),
+        (404, DEPLOYMENT_404, {"apim-request-id": UUID_A}, UUID_A),
+        (502, b"<html>bad gateway</html>", {}, None),
+    ],
+    ids=["foundry-400-body", "responses-uuid", "agents-hex", "deployments-apim", "none"],
+)
+def test_the_request_id_is_the_one_the_service_sent(
+    status: int, body: Any, headers: dict[str, str], expected: str | None
+) -> None:
+    """The forms of protocol §7.5: `additionalInfo.request_id` in a Foundry 400 (no `X-Request-ID` beside it),
+    `X-Request-ID` as a UUID on the Responses API or 32 hex on agents CRUD, else `apim-request-id`."""
+    assert classify(status, body, headers).request_id == expected
+
+
+def test_a_404_for_a_response_is_never_taken_for_a_lost_agent_version() -> None:
+    from mcp_server.service.requests import is_version_gone
+
+    gone = openai("not_found", "Response with id 'resp_1' not found.", "response_id")
+    polled = httpx2.Request("GET", "https://x.services.ai.azure.com/api/projects/p/openai/v1/responses/resp_1")
+    error = classify(404, gone, request=polled)
+    assert isinstance(error, NotFoundError) and error.code == "response_not_found" and "resp_1" in error.message
+    create = httpx2.Request("POST", "https://x.services.ai.azure.com/api/projects/p/openai/v1/responses")
+    version_gone = foundry("not_found", "Version '9' of agent 'img' was not found.", "agent_reference.version")
+    assert is_version_gone(classify(404, version_gone, request=create)) and not is_version_gone(error)
+    previous = foundry("not_found", "Previous response not found.", "previous_response_id")
+    assert not is_version_gone(classify(404, previous, request=create))
 
 
 # ------------------------------------------------------------------ success bodies that are not right
@@ -331,6 +431,24 @@ async def test_an_api_key_rejected_is_not_retried() -> None:
     with pytest.raises(AuthenticationError):
         await http.request_json("GET", "agents/a", what="read")
     assert seen == ["k-1"]
+
+
+async def test_an_api_key_goes_as_api_key_to_agents_and_deployments_and_as_bearer_to_openai_routes() -> None:
+    """As the one recorded key-authenticated session sent it (protocol §1.5)."""
+    seen: list[httpx2.Request] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={})
+
+    http = http_with(handle, ApiKeyAuth("k-1"))
+    for path in ("agents/a/versions", "deployments/gpt-image-1", "openai/v1/responses/resp_1", "openai/v1/files"):
+        await http.request_json("GET", path, what="read")
+    agents, deployments, responses, files = seen
+    for request in (agents, deployments):
+        assert request.headers["api-key"] == "k-1" and "authorization" not in request.headers
+    for request in (responses, files):
+        assert request.headers["authorization"] == "Bearer k-1" and "api-key" not in request.headers
 
 
 # ------------------------------------------------------------------ the recorded Foundry session

@@ -13,12 +13,12 @@ import anyio.lowlevel
 import httpx2
 import pytest
 
-from mcp_server.errors import ServiceRefusedError
+from mcp_server.errors import ContentFilteredError, NotFoundError, ServiceRefusedError, UnexpectedResponseError
 from mcp_server.foundry.http import FoundryHttp
-from mcp_server.foundry.responses import REQUEST_TAG_KEY, ResponsesClient
+from mcp_server.foundry.responses import REQUEST_TAG_KEY, ImageDataMissingError, ResponsesClient, extract_image
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import ResponseRunner, RunHooks, RunSettings
-from mcp_server.protocol import CreateResponseRequest, PartialImageEvent
+from mcp_server.protocol import CreateResponseRequest, PartialImageEvent, Response
 
 pytestmark = pytest.mark.anyio
 
@@ -309,3 +309,198 @@ async def test_heartbeats_fire_at_the_injected_interval_with_the_elapsed_time() 
         "Still generating (8 s, queued)",
         "Still generating (12 s, queued)",
     ]
+
+
+# ------------------------------------------------------------------ streams as Azure sends them (protocol §5.2, §9.5)
+
+
+FILTERS = [
+    {"blocked": False, "source_type": "prompt", "content_filter_results": {}},
+    {"blocked": False, "source_type": "completion", "content_filter_results": {}},
+]
+
+
+def azure_events(final_result: str | None = PNG_B64) -> list[dict[str, Any]]:
+    """The recorded Azure order: a partial nobody asked for, the image item still "generating" when done and in
+    the final Response, no `image_generation_call.completed`, `obfuscation` on text deltas, `content_filters`."""
+    message = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed", "content": []}
+    final_item = {**IMAGE_ITEM, "result": final_result}
+    kinds: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**response("in_progress"), "content_filters": None}},
+        {"type": "response.in_progress", "response": {**response("in_progress"), "content_filters": None}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**IMAGE_ITEM, "status": "in_progress"}},
+        {"type": "response.image_generation_call.in_progress", "output_index": 0, "item_id": "ig_1"},
+        {"type": "response.image_generation_call.generating", "output_index": 0, "item_id": "ig_1"},
+        {
+            "type": "response.image_generation_call.partial_image",
+            "output_index": 0,
+            "item_id": "ig_1",
+            "partial_image_index": 0,
+            "partial_image_b64": PNG_B64,
+            "size": "1024x1024",
+            "quality": "low",
+            "background": "opaque",
+            "output_format": "png",
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": IMAGE_ITEM},
+        {"type": "response.output_item.added", "output_index": 1, "item": {**message, "status": "in_progress"}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Here", "obfuscation": "x1Yz"},
+        {"type": "response.output_item.done", "output_index": 1, "item": message},
+        {
+            "type": "response.completed",
+            "response": {**response("completed", [final_item, message]), "content_filters": FILTERS},
+        },
+    ]
+    return [{**event, "sequence_number": number} for number, event in enumerate(kinds)]
+
+
+@pytest.mark.parametrize("final_result", [PNG_B64, None], ids=["image-in-final", "null-in-final"])
+async def test_an_azure_stream_gives_the_image_of_its_output_item_done(final_result: str | None) -> None:
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return event_stream(sse(azure_events(final_result)))
+
+    heard = Heard()
+    final = await runner_with(handle, FakeTime()).run(request(), hooks=heard.hooks())
+    assert final.status == "completed" and final.content_filters == FILTERS
+    (call,) = final.image_calls()
+    assert call.status == "generating" and call.result == PNG_B64
+    assert extract_image(final).data.startswith(b"\x89PNG")
+    assert heard.partials == [0], "a partial image nobody asked for is still reported"
+
+
+async def test_a_streamed_image_is_kept_when_the_poll_after_a_drop_holds_result_null() -> None:
+    delivered = azure_events()[:7]  # up to and including the image's output_item.done
+    retrieved = response("completed", [{**IMAGE_ITEM, "status": "completed", "result": None}])
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        if is_create(request):
+            return event_stream(broken(delivered))
+        if request.url.params.get("stream") == "true":
+            return event_stream(broken([]))
+        return httpx2.Response(200, json=retrieved)
+
+    final = await runner_with(handle, FakeTime(), resume_attempts=1).run(request(), hooks=Heard().hooks())
+    assert extract_image(final).call.result == PNG_B64 and len(final.image_calls()) == 1
+
+
+async def test_a_streamed_image_is_kept_when_its_response_can_no_longer_be_read() -> None:
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        if is_create(request):
+            return event_stream(broken(azure_events()[:7]))
+        if request.url.params.get("stream") == "true":
+            return event_stream(broken([]))
+        return httpx2.Response(404, json={"error": {"code": "not_found", "message": "gone", "param": None}})
+
+    final = await runner_with(handle, FakeTime(), resume_attempts=1).run(request(), hooks=Heard().hooks())
+    assert extract_image(final).call.result == PNG_B64
+
+
+async def test_result_null_without_a_streamed_image_is_a_clear_retryable_error() -> None:
+    polled = response("completed", [{**IMAGE_ITEM, "status": "completed", "result": None}])
+    with pytest.raises(ImageDataMissingError) as caught:
+        extract_image(Response.model_validate(polled))
+    assert isinstance(caught.value, UnexpectedResponseError)
+    assert "result: null" in caught.value.message and "again" in (caught.value.hint or "")
+
+
+async def test_waiting_on_a_response_retrieved_with_result_null_replays_its_stream_for_the_image() -> None:
+    seen: list[httpx2.Request] = []
+    polled = response("completed", [{**IMAGE_ITEM, "status": "completed", "result": None}])
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if request.url.params.get("stream") == "true":
+            return event_stream(sse(azure_events()[1:]))
+        return httpx2.Response(200, json=polled)
+
+    final = await runner_with(handle, FakeTime()).wait(RID)
+    assert extract_image(final).call.result == PNG_B64
+    assert [r.method for r in seen] == ["GET", "GET"] and not any(is_create(r) for r in seen)
+
+
+async def test_a_404_while_polling_is_a_vanished_response_and_creates_nothing_again() -> None:
+    creates = 0
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        nonlocal creates
+        if is_create(request):
+            creates += 1
+            return event_stream(broken(events()[:3]))
+        if request.url.params.get("stream") == "true":
+            return event_stream(broken([]))
+        return httpx2.Response(404, json={"error": {"code": "not_found", "message": "gone", "param": "response_id"}})
+
+    with pytest.raises(NotFoundError) as caught:
+        await runner_with(handle, FakeTime(), resume_attempts=1).run(request(), hooks=Heard().hooks())
+    assert caught.value.code == "response_not_found" and creates == 1
+
+
+async def test_a_refused_resume_falls_back_to_polling_without_a_second_create() -> None:
+    seen: list[httpx2.Request] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if is_create(request):
+            return event_stream(broken(events()[:3]))
+        if request.url.params.get("stream") == "true":
+            return httpx2.Response(400, json=STREAM_REFUSED)
+        return httpx2.Response(200, json=response("completed", [IMAGE_ITEM]))
+
+    runner = runner_with(handle, FakeTime())
+    final = await runner.run(request(), hooks=Heard().hooks())
+    assert final.status == "completed" and len([r for r in seen if is_create(r)]) == 1
+    assert len([r for r in seen if r.url.params.get("stream") == "true"]) == 1, "not retried once refused"
+    await runner.run(request(), hooks=Heard().hooks())
+    assert json.loads([r for r in seen if is_create(r)][-1].content)["stream"] is True, "streaming stays on"
+
+
+MODERATION_BLOCKED = {
+    "error": {
+        "type": "image_generation_user_error",
+        "code": "moderation_blocked",
+        "message": "Your request was rejected by the safety system.",
+        "param": None,
+        "moderation_details": {"moderation_stage": "output", "categories": ["violence"]},
+    }
+}
+GENERIC_400 = {
+    "error": {
+        "message": "There was an issue with your request. Please check your inputs and try again",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [(MODERATION_BLOCKED, ContentFilteredError), (GENERIC_400, ServiceRefusedError)],
+    ids=["moderation-blocked", "generic-400"],
+)
+async def test_a_400_not_about_streaming_is_sent_once_and_leaves_streaming_on(
+    body: dict[str, Any], kind: type[Exception]
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        sent.append(json.loads(request.content))
+        return httpx2.Response(400, json=body)
+
+    runner = runner_with(handle, FakeTime())
+    for _ in range(2):
+        with pytest.raises(kind) as caught:
+            await runner.run(request(), hooks=Heard().hooks())
+        assert type(caught.value) is kind
+    assert [b.get("stream") for b in sent] == [True, True], "one create per call, streaming still on"
+
+
+async def test_a_moderation_error_event_in_a_stream_is_a_content_filter_error() -> None:
+    error_event = {**MODERATION_BLOCKED["error"], "type": "error", "sequence_number": 3}
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        return event_stream(sse([*events()[:3], error_event]))
+
+    with pytest.raises(ContentFilteredError) as caught:
+        await runner_with(handle, FakeTime()).run(request(), hooks=Heard().hooks())
+    assert "violence" in caught.value.message and caught.value.upstream_code == "moderation_blocked"

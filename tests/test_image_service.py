@@ -18,8 +18,10 @@ import pytest
 from PIL import Image
 
 from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from mcp_server.errors import ConfigurationError, InvalidInputError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.auth import ApiKeyAuth
+from mcp_server.foundry.deployments import DeploymentsClient
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.responses import REQUEST_TAG_KEY
 from mcp_server.foundry.retry import RetryPolicy
@@ -28,6 +30,7 @@ from mcp_server.images.store import ImageStore
 from mcp_server.inputs import InputResolver, UrlFetcher
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.calls import ImageOptions
+from mcp_server.service.deployments import DeploymentResolver
 from mcp_server.service.generation import ImageService
 
 pytestmark = pytest.mark.anyio
@@ -60,19 +63,18 @@ class Running:
 
 
 @asynccontextmanager
-async def image_service(emu: RunningEmulator) -> AsyncIterator[Running]:
+async def image_service(
+    emu: RunningEmulator, image: str | None = None, model: str | None = None
+) -> AsyncIterator[Running]:
+    """The service as the server builds it: deployments found in the project unless `image` / `model` name them."""
     fake = FakeTime()
-    http = FoundryHttp(
-        build_client(emu.endpoint, ApiKeyAuth("test-key")),
-        image_deployment="gpt-image-1",
-        retry=RetryPolicy(sleep=fake.sleep),
-    )
+    http = FoundryHttp(build_client(emu.endpoint, ApiKeyAuth("test-key")), retry=RetryPolicy(sleep=fake.sleep))
     async with anyio.create_task_group() as tg:
         jobs = BackgroundJobs(tg)
         service = ImageService(
             http,
-            AgentRegistry(http, AGENT, "gpt-4.1"),
-            model_deployment="gpt-4.1",
+            AgentRegistry(http, AGENT),
+            deployments=DeploymentResolver(DeploymentsClient(http), image_deployment=image, model_deployment=model),
             jobs=jobs,
             run_settings=RunSettings(heartbeat=PARKED, sleep=fake.sleep),
         )
@@ -92,6 +94,10 @@ def emu() -> Iterator[RunningEmulator]:
 
 def posts(emu: RunningEmulator, suffix: str) -> list[Any]:
     return [r for r in emu.state.requests if r.method == "POST" and r.path.endswith(suffix)]
+
+
+def deployment_lookups(emu: RunningEmulator) -> list[Any]:
+    return [r for r in emu.state.requests if r.method == "GET" and "/deployments" in r.path]
 
 
 def png(mode: str = "RGB", size: tuple[int, int] = (64, 64)) -> bytes:
@@ -139,9 +145,63 @@ async def test_generate_stores_the_image_the_service_made_with_its_provenance(
     assert create.json["agent_reference"] == {"type": "agent_reference", "name": AGENT, "version": "1"}
     assert create.json["stream"] is True and create.json["background"] is True and "tools" not in create.json
     assert re.fullmatch(r"[0-9a-f]{32}", create.json["metadata"][REQUEST_TAG_KEY])
-    assert create.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-1"
+    assert create.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-2"
     (version,) = posts(emu, VERSIONS)
     assert version.json["definition"]["tools"][0]["quality"] == "low"
+    assert (version.json["definition"]["model"], version.json["definition"]["tools"][0]["model"]) == (
+        "gpt-4.1",
+        "gpt-image-2",
+    )
+
+
+# ------------------------------------------------------------------ deployments
+
+
+async def test_the_deployments_found_name_the_header_the_tool_and_the_agent_and_are_found_once(
+    tmp_path: Path,
+) -> None:
+    config = EmulatorConfig(deployments={"chat-prod": "gpt-4.1-mini", "pictures": "gpt-image-1.5"})
+    with start_emulator(config) as emu:
+        async with image_service(emu) as running:
+            await running.service.generate("one", LOW, ImageStore(tmp_path))
+            await running.service.generate("two", ImageOptions(quality="high"), ImageStore(tmp_path))
+        lookups = deployment_lookups(emu)
+        creates, versions = posts(emu, RESPONSES), posts(emu, VERSIONS)
+    assert [r.path for r in lookups] == ["/api/projects/emulator/deployments"], "one listing for the process"
+    assert {c.headers["x-ms-oai-image-generation-deployment"] for c in creates} == {"pictures"}
+    assert [v.json["definition"]["model"] for v in versions] == ["chat-prod", "chat-prod"]
+    assert [v.json["definition"]["tools"][0]["model"] for v in versions] == ["pictures", "pictures"]
+
+
+async def test_names_given_are_used_and_looked_up_by_name(tmp_path: Path) -> None:
+    config = EmulatorConfig(deployments={"chat": "gpt-4o", "a": "gpt-image-1.5", "b": "gpt-image-2"})
+    with start_emulator(config) as emu:
+        async with image_service(emu, image="b", model="chat") as running:
+            await running.service.generate("one", LOW, ImageStore(tmp_path))
+        lookups = sorted(r.path.rsplit("/", 1)[-1] for r in deployment_lookups(emu))
+        (create,) = posts(emu, RESPONSES)
+    assert lookups == ["b", "chat"]
+    assert create.headers["x-ms-oai-image-generation-deployment"] == "b"
+
+
+async def test_options_are_checked_against_the_deployment_s_model_not_its_name(tmp_path: Path) -> None:
+    with start_emulator(EmulatorConfig(deployments={"chat": "gpt-4.1", "pictures": "gpt-image-1-mini"})) as emu:
+        async with image_service(emu) as running:
+            with pytest.raises(InvalidInputError) as caught:
+                await running.service.generate("one", ImageOptions(input_fidelity="high"), ImageStore(tmp_path))
+        assert posts(emu, VERSIONS) == [] and posts(emu, RESPONSES) == []
+    assert "gpt-image-1-mini" in str(caught.value) and "input_fidelity" in str(caught.value)
+
+
+async def test_a_project_with_two_image_deployments_fails_the_call_before_anything_is_sent(tmp_path: Path) -> None:
+    config = EmulatorConfig(deployments={"chat": "gpt-4.1", "a": "gpt-image-1.5", "b": "gpt-image-2"})
+    with start_emulator(config) as emu:
+        async with image_service(emu) as running:
+            with pytest.raises(ConfigurationError) as caught:
+                await running.service.generate("one", LOW, ImageStore(tmp_path))
+        assert posts(emu, VERSIONS) == [] and posts(emu, RESPONSES) == []
+    text = str(caught.value)
+    assert "a -> gpt-image-1.5" in text and "b -> gpt-image-2" in text and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in text
 
 
 async def test_the_same_options_reuse_one_agent_version(emu: RunningEmulator, tmp_path: Path) -> None:
@@ -191,35 +251,24 @@ async def test_edit_sends_the_prompt_and_the_images_inline(emu: RunningEmulator,
     assert version.json["definition"]["tools"][0]["action"] == "edit"
 
 
-async def test_a_masked_edit_uploads_the_mask_and_binds_it_to_the_agent_placeholder(
+async def test_a_masked_edit_uploads_the_mask_and_goes_direct_on_the_deployments_found(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
     store = ImageStore(tmp_path)
     images, mask = await resolve(store, data_url(png()), mask=data_url(png("RGBA")))
     async with image_service(emu) as running:
-        result = await running.service.edit("fill the hole", images, mask, LOW, store)
-    (upload,) = posts(emu, "/openai/v1/files")
-    assert upload is not None and result.inputs[-1].sent_as == "uploaded"
-    (create,) = posts(emu, RESPONSES)
-    file_id = result.inputs[-1].file_id
-    assert create.json["structured_inputs"] == {"mask_file_id": file_id}
-    (version,) = posts(emu, VERSIONS)
-    assert version.json["definition"]["tools"][0]["input_image_mask"] == {"file_id": "{{mask_file_id}}"}
-
-
-async def test_when_placeholders_are_refused_masked_edits_go_direct_from_then_on(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path)
-    images, mask = await resolve(store, data_url(png()), mask=data_url(png("RGBA")))
-    with start_emulator(EmulatorConfig(image_tool_placeholders=False)) as emu:
-        async with image_service(emu) as running:
-            first = await running.service.edit("one", images, mask, LOW, store)
-            second = await running.service.edit("two", images, mask, LOW, store)
-        creates = posts(emu, RESPONSES)
-        assert len(posts(emu, VERSIONS)) == 1, "tried once through an agent, then never again"
+        first = await running.service.edit("fill the hole", images, mask, LOW, store)
+        second = await running.service.edit("again", images, mask, LOW, store)
+    assert len(posts(emu, "/openai/v1/files")) == 2 and first.inputs[-1].sent_as == "uploaded"
+    assert posts(emu, VERSIONS) == [], "an agent version cannot carry a per-call mask"
+    creates = posts(emu, RESPONSES)
     assert [c.json.get("model") for c in creates] == ["gpt-4.1", "gpt-4.1"]
     assert all("agent_reference" not in c.json for c in creates)
-    assert creates[0].json["tools"][0]["input_image_mask"]["file_id"] == first.inputs[-1].file_id
+    assert {c.headers["x-ms-oai-image-generation-deployment"] for c in creates} == {"gpt-image-2"}
+    (tool,) = creates[0].json["tools"]
+    assert tool["model"] == "gpt-image-2" and tool["input_image_mask"] == {"file_id": first.inputs[-1].file_id}
     assert first.record.agent_name is None and second.record.agent_name is None
+    assert len(deployment_lookups(emu)) == 1
 
 
 async def test_a_follow_up_edit_uses_the_earlier_turn_and_falls_back_to_bytes_when_it_is_gone(
@@ -260,9 +309,13 @@ async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_
     assert record["prompt"] == "a lighthouse" and record["agent_name"] == AGENT
     assert store.pending() == [record] and store.records() == []
 
+    before = len(deployment_lookups(emu))
     async with image_service(emu) as restarted:
         await restarted.service.resume_pending([store])
         assert await restarted.jobs.drain(10)
+    assert len(deployment_lookups(emu)) == before, "resuming needs no deployments: none are looked up"
+    resumed = [r for r in emu.state.requests if r.method == "GET" and record["response_id"] in r.path]
+    assert resumed and all("x-ms-oai-image-generation-deployment" not in r.headers for r in resumed)
     (stored,) = store.records()
     assert stored.response_id == record["response_id"] and stored.prompt == "a lighthouse"
     assert store.path_of(stored).read_bytes() == emu.state.image_bytes(record["response_id"])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from helpers import MODES, RawStdioClient, server_params, text_of, wait_until
 from mcp import Client
@@ -112,8 +113,13 @@ async def test_an_image_finished_after_the_client_left_is_stored_and_listed(tmp_
         assert not list((tmp_path / ".pending").glob("*.json"))
 
 
-async def test_a_generation_in_flight_across_a_restart_is_resumed_and_stored(tmp_path: Path) -> None:
-    with start_emulator(EmulatorConfig(latency=3)) as emu:
+@pytest.mark.parametrize("null_results", [False, True], ids=["plain", "retrieve-result-null"])
+async def test_a_generation_in_flight_across_a_restart_is_resumed_and_stored(
+    tmp_path: Path, null_results: bool
+) -> None:
+    """Also when the service retrieves the finished response with `result: null` (protocol §4): its image is read
+    from a replay of its stream."""
+    with start_emulator(EmulatorConfig(latency=3, null_result_on_retrieve=null_results)) as emu:
         raw = RawStdioClient(server_params(emu.endpoint, tmp_path))
         raw.initialize()
         raw.call_tool("generate_image", {"prompt": "survives a crash"})
@@ -132,3 +138,50 @@ async def test_a_generation_in_flight_across_a_restart_is_resumed_and_stored(tmp
         assert "survives a crash" in meta
         assert not list((tmp_path / ".pending").glob("*.json"))
         assert len(posts(emu, "/openai/v1/responses")) == 1
+
+
+async def test_a_response_deleted_while_it_runs_is_reported_and_not_started_again(tmp_path: Path) -> None:
+    """A 404 for the response being followed is not a lost agent version: no second version, no second create."""
+    with start_emulator(EmulatorConfig(latency=3)) as emu, anyio.fail_after(60):
+        async with Client(server_params(emu.endpoint, tmp_path)) as client, anyio.create_task_group() as tg:
+            results: list[Any] = []
+
+            async def call() -> None:
+                results.append(await client.call_tool("generate_image", {"prompt": "vanishing"}))
+
+            tg.start_soon(call)
+            while not has_response(emu):
+                await anyio.sleep(0.01)
+            (response_id,) = emu.state.responses
+            async with httpx2.AsyncClient(base_url=emu.endpoint + "/") as http:
+                deleted = await http.delete(f"openai/v1/responses/{response_id}", headers={"authorization": "Bearer k"})
+            assert deleted.status_code == 200
+        (result,) = results
+        assert result.is_error and result.structured_content is not None
+        assert result.structured_content["error"]["code"] == "response_not_found", text_of(result)
+        assert len(posts(emu, "/openai/v1/responses")) == 1
+        assert len(posts(emu, "/agents/foundry-image-mcp/versions")) == 1
+
+
+async def test_a_partial_image_nobody_asked_for_is_reported_without_a_total(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    with start_emulator(EmulatorConfig(unrequested_partial_image=True)) as emu, anyio.fail_after(60):
+        async with Client(server_params(emu.endpoint, tmp_path)) as client:
+            result = await client.call_tool("generate_image", {"prompt": "a kite"}, progress_callback=on_progress)
+    assert not result.is_error, text_of(result)
+    partials = [m.split(":")[0] for m in seen if m.startswith("Partial image")]
+    assert partials == ["Partial image 1"], seen
+
+
+async def test_streaming_stays_on_after_a_refusal_that_is_not_about_streaming(tmp_path: Path) -> None:
+    with start_emulator(EmulatorConfig()) as emu, anyio.fail_after(60):
+        emu.state.inject("moderation-blocked")
+        async with Client(server_params(emu.endpoint, tmp_path)) as client:
+            blocked = await client.call_tool("generate_image", {"prompt": "blocked"})
+            after = await client.call_tool("generate_image", {"prompt": "fine"})
+        assert blocked.is_error and not after.is_error, text_of(after)
+        assert [b.get("stream") for b in (r.json for r in posts(emu, "/openai/v1/responses"))] == [True, True]

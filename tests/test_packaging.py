@@ -175,10 +175,7 @@ def test_every_environment_variable_the_readme_mentions_is_declared() -> None:
 def test_required_and_secret_flags_match_the_configuration() -> None:
     declared = declared_env_vars(load_server_json())
     assert declared["AZURE_AI_API_KEY"]["isSecret"] is True
-    assert {name for name, variable in declared.items() if variable.get("isRequired")} == {
-        "AZURE_AI_PROJECT_ENDPOINT",
-        "AZURE_AI_MODEL_DEPLOYMENT_NAME",
-    }
+    assert {name for name, variable in declared.items() if variable.get("isRequired")} == {"AZURE_AI_PROJECT_ENDPOINT"}
     assert {name for name, variable in declared.items() if variable.get("isSecret")} == {
         "AZURE_AI_API_KEY",
         "FOUNDRY_IMAGE_MCP_AUTH_TOKENS",
@@ -209,3 +206,18 @@ def test_ci_run_calls_the_readme_test_command() -> None:
     assert "set -euo pipefail" in lines
     assert readme_test_command(read_readme()) in lines
     assert script.stat().st_mode & stat.S_IXUSR, ".ci/run is not executable"
+
+
+def test_the_readme_and_server_json_agree_on_what_is_required_and_what_is_discovered() -> None:
+    readme = read_readme()
+    required = {}
+    for line in readme_section(readme, "Environment variables").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and (found := ENV_VAR_NAME.fullmatch(cells[0])):
+            required[found.group(1)] = cells[1]
+    declared = declared_env_vars(load_server_json())
+    for name, variable in declared.items():
+        assert required[name].startswith("yes") == bool(variable.get("isRequired")), name
+    for name in ("AZURE_AI_MODEL_DEPLOYMENT_NAME", "AZURE_AI_IMAGE_DEPLOYMENT_NAME"):
+        assert required[name] == "no, default: discovered", name
+        assert "discovered" in declared[name]["description"] and "default" not in declared[name], name

@@ -35,3 +35,13 @@ def test_the_settings_read_the_variables_the_documentation_names() -> None:
     assert variables(Settings)["AZURE_AI_FOUNDRY_PROJECT_ENDPOINT"] == "endpoint"
     assert variables(InboundAuthSettings)["FOUNDRY_IMAGE_MCP_ENTRA_JWKS_URL"] == "entra_jwks_url"
     assert "inbound" not in variables(Settings).values() and "emulator" not in variables(Settings).values()
+
+
+def test_a_variable_is_declared_required_exactly_when_the_settings_require_it() -> None:
+    fields = Settings.model_fields
+    for package in packages():
+        for variable in package["environmentVariables"]:
+            name = variables(Settings).get(variable["name"])
+            if name is not None:
+                assert bool(variable.get("isRequired")) == fields[name].is_required(), variable["name"]
+    assert fields["image_deployment"].default is None and fields["model_deployment"].default is None

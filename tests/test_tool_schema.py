@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.types import Tool
+from pydantic import TypeAdapter, ValidationError
 
 from mcp_server.config import Settings
-from mcp_server.protocol import IMAGE_OPTIONS
-from mcp_server.tools.params import SHARED_OPTIONS
+from mcp_server.protocol import IMAGE_OPTIONS, QUALITY, SIZE, SIZE_PATTERN, rules_for
+from mcp_server.tools.params import SHARED_OPTIONS, option_param
 from mcp_server.tools.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -21,15 +22,19 @@ pytestmark = pytest.mark.anyio
 OPTIONS: dict[str, dict[str, Any]] = {
     "size": {
         "default": "auto",
-        "description": "Width x height; auto lets the model choose.",
-        "enum": ["auto", "1024x1024", "1536x1024", "1024x1536"],
+        "description": "auto (the model chooses) or WIDTHxHEIGHT. Every model: 1024x1024 (square, fastest), "
+        "1536x1024 (landscape), 1024x1536 (portrait). gpt-image-2 (and the 2.5 models) also take other sizes, e.g. "
+        "2048x1152 or 3840x2160: both edges multiples of 16, long edge at most 3840, aspect ratio at most 3:1, "
+        "655,360 to 8,294,400 pixels; above 2560x1440 is experimental.",
+        "pattern": "^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$",
         "title": "Size",
         "type": "string",
     },
     "quality": {
         "default": "auto",
-        "description": "Rendering quality; low is fastest.",
-        "enum": ["auto", "low", "medium", "high"],
+        "description": "Rendering quality; low is fastest. xhigh and max only on gpt-image-2.5-sunburst and "
+        "gpt-image-2.5-flare.",
+        "enum": ["auto", "low", "medium", "high", "xhigh", "max"],
         "title": "Quality",
         "type": "string",
     },
@@ -107,17 +112,22 @@ EDIT_OWN: dict[str, dict[str, Any]] = {
     "input_fidelity": {
         "anyOf": [{"enum": ["high", "low"], "type": "string"}, {"type": "null"}],
         "default": None,
-        "description": "high keeps faces, logos and details of the inputs more faithfully (slower).",
+        "description": "high keeps faces, logos and details of the inputs more faithfully (slower). Not on "
+        "gpt-image-1-mini.",
         "title": "Input Fidelity",
     },
 }
 DESCRIPTIONS = {
-    "generate_image": "Generate a new image from a text prompt with gpt-image-1 on Azure AI Foundry.\n\n"
+    "generate_image": "Generate a new image from a text prompt with the image model deployed on Azure AI Foundry\n"
+    "(gpt-image-2, gpt-image-1.5 or gpt-image-1-mini).\n\n"
     "Returns an inline preview, a resource link to the full-resolution file (read it with\n"
-    "resources/read), the saved file path, and structured metadata.",
-    "edit_image": "Edit or combine images with gpt-image-1 on Azure AI Foundry, optionally inside a mask.\n\n"
+    "resources/read), the saved file path, and structured metadata. An option the deployed model\n"
+    "does not take (a size, a quality) is refused before any call, naming one that works.",
+    "edit_image": "Edit or combine images with the image model deployed on Azure AI Foundry, optionally inside\n"
+    "a mask.\n\n"
     "Returns the edited image like generate_image does, plus the inputs used and the parent\n"
-    "image when the first input was an image from this server.",
+    "image when the first input was an image from this server. Options are checked against the\n"
+    "deployed model like generate_image's (input_fidelity: not on gpt-image-1-mini).",
 }
 
 
@@ -176,6 +186,8 @@ async def test_the_option_parameters_come_from_the_option_table(client: Client) 
         assert (shown["description"], shown["default"]) == (spec.description, spec.default)
         if spec.values:
             assert shown["enum"] == list(spec.values)
+        elif spec.pattern is not None:
+            assert shown["pattern"] == spec.pattern and "enum" not in shown
         else:
             integer = next(part for part in shown.get("anyOf", [shown]) if part.get("type") == "integer")
             assert (integer["minimum"], integer["maximum"]) == spec.bounds
@@ -184,7 +196,9 @@ async def test_the_option_parameters_come_from_the_option_table(client: Client) 
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [
-        ({"size": "512x512"}, "size"),
+        ({"size": "huge"}, "size"),
+        ({"size": "1024X1024"}, "size"),
+        ({"size": 1024}, "size"),
         ({"quality": "ultra"}, "quality"),
         ({"output_compression": 101}, "output_compression"),
         ({"partial_images": "2"}, "partial_images"),
@@ -200,3 +214,18 @@ async def test_values_outside_the_table_are_refused_before_the_tool_runs(
         assert result.is_error
         text = " ".join(getattr(part, "text", "") for part in result.content)
         assert "validation error" in text and field in text, text
+
+
+async def test_size_takes_any_width_x_height_and_quality_every_models_values() -> None:
+    """The schema holds what any model takes; each model's own rules are the service's (test_model_rules)."""
+    assert OPTIONS["size"]["pattern"] == SIZE.pattern == SIZE_PATTERN
+    size = TypeAdapter(option_param(SIZE))
+    for value in ("auto", "1024x1024", "1536x1024", "1024x1536", "2048x1152", "3840x2160", "512x512"):
+        assert size.validate_python(value) == value
+    for value in ("huge", "1024X1024", "1024x", "1024*1024", " 1024x1024", "1024x1024\n"):
+        with pytest.raises(ValidationError):
+            size.validate_python(value)
+    quality = TypeAdapter(option_param(QUALITY))
+    assert quality.validate_python("max") == "max" and set(rules_for("gpt-image-2.5-flare").qualities) == set(
+        OPTIONS["quality"]["enum"]
+    )

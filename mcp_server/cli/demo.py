@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mcp.types import CallToolResult
 
 from mcp_server.cli.demo_page import demo_page
-from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, MODEL_VAR, OUTPUT_DIR_VAR, Settings
+from mcp_server.config import API_KEY_VAR, ENDPOINT_VARS, IMAGE_VAR, MODEL_VAR, OUTPUT_DIR_VAR, Settings
 
 DEFAULT_PROMPT = "A lighthouse on a rocky coast at sunset, watercolor style"
 EDIT_PROMPT = "Make the sky a deep orange and add a flock of birds"
@@ -38,13 +38,12 @@ def run_demo(prompt: str | None, overrides: dict[str, Any]) -> int:
 
 
 def _server_env(settings: Settings, output_dir: Path) -> dict[str, str]:
-    """This process's environment, handed on to the server process with the demo's settings on top."""
-    env = {
-        **os.environ,
-        ENDPOINT_VARS[0]: settings.endpoint,
-        MODEL_VAR: settings.model_deployment,
-        OUTPUT_DIR_VAR: str(output_dir),
-    }
+    """This process's environment, handed on to the server process with the demo's settings on top.
+
+    Only the endpoint is set: the server finds the emulator project's deployments (gpt-4.1, gpt-image-2) as it
+    would on Azure, so deployment names meant for a real project are not handed on."""
+    env = {name: value for name, value in os.environ.items() if name not in (MODEL_VAR, IMAGE_VAR)}
+    env.update({ENDPOINT_VARS[0]: settings.endpoint, OUTPUT_DIR_VAR: str(output_dir)})
     if settings.api_key is not None:
         env[API_KEY_VAR] = settings.api_key.get_secret_value()
     return env
@@ -69,7 +68,7 @@ async def _demo(prompt: str, settings: Settings) -> int:
         started = time.monotonic()
         generate_args: dict[str, Any] = {
             "prompt": prompt,
-            "size": "1536x1024",
+            "size": "2048x1152",  # a gpt-image-2 size: the emulator's image deployment serves gpt-image-2
             "quality": "medium",
             "partial_images": 2,
         }

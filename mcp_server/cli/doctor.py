@@ -3,14 +3,16 @@
 1. configuration     the settings load (environment + flags) and the output directory is writable;
 2. credentials       an API key is set, or a Microsoft Entra ID token can be had (naming the credential);
 3. endpoint          an authenticated `GET {endpoint}/agents/{agent}` gets an answer (a 404 is fine);
-4. agent             the image agent version is found or created, exactly as the server does it;
-5. image deployment  that version carries the image deployment (and, with --live, the deployment made an image);
-6. live generation   with --live only: one real low-quality 1024x1024 image through `ImageService.generate`.
+4. deployments       the image and orchestrator deployments are found (or looked up) as the server does,
+                     with their models; a retired image model fails, one retiring within 60 days warns;
+5. agent             the image agent version is found or created, exactly as the server does it;
+6. image deployment  that version carries the image deployment (and, with --live, the deployment made an image);
+7. live generation   with --live only: one real low-quality 1024x1024 image through `ImageService.generate`.
 
 Every outcome is a row of the table printed to stdout; nothing ends in a traceback. The exit
-status is 0 only when every check passed, a live check skipped for want of `--live` aside.
-Secrets (the API key, tokens) never appear in the table. The checks against Foundry are in
-`doctor_foundry`, the table in `doctor_table`.
+status is 0 only when every check passed (a WARN counts as passed), a live check skipped for want
+of `--live` aside. Secrets (the API key, tokens) never appear in the table. The checks against
+Foundry are in `doctor_foundry` and `doctor_deployments`, the table in `doctor_table`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import httpx2
 
+from mcp_server.cli.doctor_deployments import check_deployments
 from mcp_server.cli.doctor_foundry import (
     CREDENTIAL_FIX,
     WatchedHttp,
@@ -35,11 +39,13 @@ from mcp_server.cli.doctor_table import (
     CHECKS,
     CONFIGURATION,
     CREDENTIALS,
+    DEPLOYMENTS,
     ENDPOINT,
     FAIL,
     LIVE,
     PASS,
     SKIP,
+    WARN,
     Row,
     blocked,
     render,
@@ -49,10 +55,12 @@ from mcp_server.config import API_KEY_VAR, OUTPUT_DIR_VAR, Settings
 from mcp_server.errors import AuthenticationError, ConfigurationError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth, default_credential
+from mcp_server.foundry.deployments import DeploymentsClient
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.identity_compat import check_credential, credential_source
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.protocol import TOKEN_SCOPE
+from mcp_server.service.deployments import DeploymentResolver
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -72,12 +80,18 @@ def run_doctor(overrides: dict[str, Any], *, live: bool) -> int:
     if failed:
         print(f"\n{len(failed)} of {len(rows)} checks did not pass: {', '.join(failed)}.")
         return 1
-    print("\nAll checks passed." + ("" if live else " Run with --live to also generate one image."))
+    warned = sum(1 for row in rows if row.result == WARN)
+    passed = "All checks passed" + (f" ({warned} with a warning)." if warned else ".")
+    print("\n" + passed + ("" if live else " Run with --live to also generate one image."))
     return 0
 
 
-def diagnose(overrides: dict[str, Any], *, live: bool, environ: dict[str, str] | None = None) -> list[Row]:
-    """Run the checks in order; a check that cannot run because an earlier one failed is a blocked SKIP."""
+def diagnose(
+    overrides: dict[str, Any], *, live: bool, environ: dict[str, str] | None = None, today: date | None = None
+) -> list[Row]:
+    """Run the checks in order; a check that cannot run because an earlier one failed is a blocked SKIP.
+
+    `today` (UTC today by default) decides which image models are retired or about to be."""
     try:
         settings = Settings.load(environ, **overrides)
     except ConfigurationError as exc:
@@ -87,7 +101,7 @@ def diagnose(overrides: dict[str, Any], *, live: bool, environ: dict[str, str] |
         ]
     rows = [_configuration(settings)]
     try:
-        anyio.run(_remote_checks, settings, live, rows)
+        anyio.run(_remote_checks, settings, live, rows, today or datetime.now(UTC).date())
     except Exception as exc:  # a bug here must still end as a row, not a traceback
         logger.exception("doctor failed")
         done = {row.check for row in rows}
@@ -99,7 +113,8 @@ def diagnose(overrides: dict[str, Any], *, live: bool, environ: dict[str, str] |
 def _configuration(settings: Settings) -> Row:
     detail = (
         f"endpoint {safe_url(settings.endpoint)}, agent {settings.agent_name}, "
-        f"model deployment {settings.model_deployment}, image deployment {settings.image_deployment}, "
+        f"model deployment {settings.model_deployment or '(found in the project)'}, "
+        f"image deployment {settings.image_deployment or '(found in the project)'}, "
         f"auth {settings.auth_mode}, output dir {settings.output_dir}"
     )
     problem = _unwritable(settings.output_dir)
@@ -128,8 +143,8 @@ def _unwritable(directory: Path) -> str | None:
     return None
 
 
-async def _remote_checks(settings: Settings, live: bool, rows: list[Row]) -> None:
-    """Checks 2 to 6, appended to `rows` as they finish."""
+async def _remote_checks(settings: Settings, live: bool, rows: list[Row], today: date) -> None:
+    """Checks 2 to 7, appended to `rows` as they finish."""
     auth = await _credentials(settings, rows)
     if auth is None:
         rows.extend(blocked(CHECKS[2:], CREDENTIALS, live=live))
@@ -138,20 +153,30 @@ async def _remote_checks(settings: Settings, live: bool, rows: list[Row]) -> Non
         settings.endpoint, auth, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
     )
     try:
-        http = WatchedHttp(client, image_deployment=settings.image_deployment)
-        probe = FoundryHttp(client, image_deployment=settings.image_deployment, retry=PROBE_RETRY)
+        http = WatchedHttp(client)
+        probe = FoundryHttp(client, retry=PROBE_RETRY)
         rows.append(await check_endpoint(probe, settings))
         if rows[-1].result != PASS:
             rows.extend(blocked(CHECKS[3:], ENDPOINT, live=live))
             return
-        registry = AgentRegistry(http, settings.agent_name, settings.model_deployment)
-        rows.extend(await check_agent_and_deployment(http, registry, settings))
+        resolver = DeploymentResolver(
+            DeploymentsClient(http),
+            image_deployment=settings.image_deployment,
+            model_deployment=settings.model_deployment,
+        )
+        row, resolved = await check_deployments(resolver, today)
+        rows.append(row)
+        if resolved is None:
+            rows.extend(blocked(CHECKS[4:], DEPLOYMENTS, live=live))
+            return
+        registry = AgentRegistry(http, settings.agent_name, resolved.model_deployment)
+        rows.extend(await check_agent_and_deployment(http, registry, resolved))
         if rows[-1].result != PASS:
             rows.extend(blocked([LIVE], rows[-1].check, live=live))
         elif not live:
             rows.append(Row(LIVE, SKIP, "run with --live"))
         else:
-            await check_live(http, registry, settings, rows)
+            await check_live(http, registry, resolver, settings, rows)
     finally:
         await client.aclose()
 

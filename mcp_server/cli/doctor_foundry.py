@@ -20,9 +20,10 @@ from mcp_server.foundry.agents import AgentRegistry, AgentVersionRef
 from mcp_server.foundry.http import DEPLOYMENT_HINT, FoundryHttp
 from mcp_server.foundry.runs import RunSettings
 from mcp_server.images.store import ImageStore
-from mcp_server.protocol import AGENTS_API_VERSION
+from mcp_server.protocol import AGENTS_API_VERSION, IMAGE_DEPLOYMENT_HEADER
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.calls import ImageOptions
+from mcp_server.service.deployments import DeploymentResolver, ResolvedDeployments
 from mcp_server.service.generation import ImageService
 
 DOCTOR_OPTIONS: Final = ImageOptions(size="1024x1024", quality="low")
@@ -78,49 +79,57 @@ async def check_endpoint(probe: FoundryHttp, settings: Settings) -> Row:
     return Row(ENDPOINT, PASS, f"{where} answered (agent {settings.agent_name} exists{known})")
 
 
-async def check_agent_and_deployment(http: WatchedHttp, registry: AgentRegistry, settings: Settings) -> list[Row]:
-    tool = DOCTOR_OPTIONS.tool(settings.image_deployment)
+async def check_agent_and_deployment(
+    http: WatchedHttp, registry: AgentRegistry, resolved: ResolvedDeployments
+) -> list[Row]:
+    tool = DOCTOR_OPTIONS.tool(resolved.image_deployment)
+    image = resolved.image.shown()
     before = http.versions_created
     try:
-        ref = await registry.version_for(tool)
+        ref = await registry.version_for(tool, model=resolved.model_deployment)
     except FoundryImageError as exc:
-        which = deployment_at_fault(exc, settings, generating=False)
+        which = deployment_at_fault(exc, generating=False)
         if which == IMAGE_VAR:
-            fix = deployment_fix(IMAGE_VAR, settings)
-            refused = f"Foundry refused {settings.image_deployment} as the image model (see agent)"
+            fix = deployment_fix(IMAGE_VAR, resolved)
+            refused = f"Foundry refused {image} as the image model (see agent)"
             return [Row(AGENT, FAIL, exc.message, fix), Row(IMAGE_DEPLOYMENT, FAIL, refused, fix)]
-        fix = deployment_fix(which, settings) if which else (exc.hint or "Check AZURE_AI_AGENT_NAME.")
+        fix = deployment_fix(which, resolved) if which else (exc.hint or "Check AZURE_AI_AGENT_NAME.")
         return [Row(AGENT, FAIL, exc.message, fix), *blocked([IMAGE_DEPLOYMENT], AGENT, live=True)]
     how = "created" if http.versions_created > before else "reused"
-    accepted = f"{settings.image_deployment} is the image model of {_ref(ref)}, which Foundry accepted"
+    accepted = f"{image} is the image model of {_ref(ref)}, which Foundry accepted"
     return [Row(AGENT, PASS, f"{_ref(ref)} ({how})"), Row(IMAGE_DEPLOYMENT, PASS, accepted)]
 
 
-async def check_live(http: FoundryHttp, registry: AgentRegistry, settings: Settings, rows: list[Row]) -> None:
+async def check_live(
+    http: FoundryHttp, registry: AgentRegistry, deployments: DeploymentResolver, settings: Settings, rows: list[Row]
+) -> None:
     """One real generation through the server's own `ImageService`, stored in a throw-away directory."""
-    outcome = await _generate_once(http, registry, settings)
+    outcome = await _generate_once(http, registry, deployments, settings)
     if isinstance(outcome, Row):
         rows.append(outcome)
         return
-    which = deployment_at_fault(outcome, settings, generating=True)
+    which = deployment_at_fault(outcome, generating=True)
     if which is None:
         rows.append(Row(LIVE, FAIL, outcome.message, outcome.hint or ""))
         return
-    fix = deployment_fix(which, settings)
+    resolved = await deployments.resolve()
+    fix = deployment_fix(which, resolved)
     if which == IMAGE_VAR:
         # The version accepted the name, but the generation proved the deployment is not there.
         at = next(index for index, row in enumerate(rows) if row.check == IMAGE_DEPLOYMENT)
-        rows[at] = Row(IMAGE_DEPLOYMENT, FAIL, f"{settings.image_deployment}: {outcome.message}", fix)
+        rows[at] = Row(IMAGE_DEPLOYMENT, FAIL, f"{resolved.image.shown()}: {outcome.message}", fix)
     rows.append(Row(LIVE, FAIL, outcome.message, fix))
 
 
-async def _generate_once(http: FoundryHttp, registry: AgentRegistry, settings: Settings) -> Row | FoundryImageError:
+async def _generate_once(
+    http: FoundryHttp, registry: AgentRegistry, deployments: DeploymentResolver, settings: Settings
+) -> Row | FoundryImageError:
     outcome: Row | FoundryImageError | None = None
     async with anyio.create_task_group() as tg:
         service = ImageService(
             http,
             registry,
-            model_deployment=settings.model_deployment,
+            deployments=deployments,
             jobs=BackgroundJobs(tg),
             run_settings=RunSettings(
                 poll_interval=settings.poll_interval, timeout=settings.timeout, heartbeat=settings.heartbeat
@@ -147,37 +156,32 @@ async def _generate_once(http: FoundryHttp, registry: AgentRegistry, settings: S
     return outcome
 
 
-def deployment_at_fault(exc: FoundryImageError, settings: Settings, *, generating: bool) -> str | None:
-    """Which deployment variable an error blames (IMAGE_VAR, MODEL_VAR, or "" for either), or None."""
-    text = exc.message.lower()
-    if not (exc.code == "deployment_not_found" or (exc.status == 400 and "deployment" in text)):
-        return None
-    if _quoted(settings.image_deployment, text):
-        return IMAGE_VAR
-    if _quoted(settings.model_deployment, text):
-        return MODEL_VAR
+def deployment_at_fault(exc: FoundryImageError, *, generating: bool) -> str | None:
+    """Which deployment variable an error blames (IMAGE_VAR, MODEL_VAR, or "" for either), or None.
+
+    Read from the status, the code and where the error points (`param`), never from its wording."""
     param = (exc.upstream_param or "").lower()
-    if "tools" in param:
-        return IMAGE_VAR
+    if exc.code == "deployment_not_found" or param == IMAGE_DEPLOYMENT_HEADER:
+        # On a responses call the deployment named in the header is the image one.
+        return IMAGE_VAR if generating or param == IMAGE_DEPLOYMENT_HEADER else ""
+    if exc.status != 400:
+        return None
     if param.endswith("model"):
-        return MODEL_VAR
-    # On a responses call the deployment named in the header is the image one.
-    return IMAGE_VAR if generating or exc.code == "deployment_not_found" else ""
+        return IMAGE_VAR if "tools" in param else MODEL_VAR
+    if param.endswith("tools") and generating:
+        return IMAGE_VAR  # Azure's missing-header error points at `tools`
+    return None
 
 
-def _quoted(name: str, text: str) -> bool:
-    return f"'{name.lower()}'" in text or f'"{name.lower()}"' in text
-
-
-def deployment_fix(variable: str, settings: Settings) -> str:
+def deployment_fix(variable: str, resolved: ResolvedDeployments) -> str:
     if variable == IMAGE_VAR:
         return (
-            f"Check {IMAGE_VAR} (now {settings.image_deployment}): it must name an image model deployment "
-            "(e.g. gpt-image-1) in the Foundry project."
+            f"Check {IMAGE_VAR} (now {resolved.image.shown()}): it must name an image model deployment "
+            "(e.g. gpt-image-2) in the Foundry project."
         )
     if variable == MODEL_VAR:
         return (
-            f"Check {MODEL_VAR} (now {settings.model_deployment}): it must name a chat model deployment "
+            f"Check {MODEL_VAR} (now {resolved.orchestrator.shown()}): it must name a chat model deployment "
             "(e.g. gpt-4.1) in the Foundry project."
         )
     return DEPLOYMENT_HINT

@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # imported when needed: pydantic is not needed for --help or 
 logger = logging.getLogger("foundry_image_mcp")
 
 COMMANDS = ("serve", "emulator", "demo", "doctor")
-EMULATOR_MODEL = "gpt-4.1"
 EMULATOR_KEY = "emulator-local-key"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -77,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
     demo.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
 
-    doctor = sub.add_parser("doctor", help="check configuration, credentials, endpoint, agent and image deployment")
+    doctor = sub.add_parser(
+        "doctor", help="check configuration, credentials, endpoint, deployments, agent and image deployment"
+    )
     doctor.add_argument("--live", action="store_true", help="also generate one low-quality image (costs one call)")
     _add_config_flags(doctor)
     doctor.add_argument("--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper)
@@ -86,8 +87,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", help="Foundry project endpoint (AZURE_AI_PROJECT_ENDPOINT)")
-    parser.add_argument("--model-deployment", help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME)")
-    parser.add_argument("--image-deployment", help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME)")
+    parser.add_argument(
+        "--model-deployment",
+        help="orchestrator model deployment (AZURE_AI_MODEL_DEPLOYMENT_NAME; default: the project's only one)",
+    )
+    parser.add_argument(
+        "--image-deployment",
+        help="image model deployment (AZURE_AI_IMAGE_DEPLOYMENT_NAME; default: the project's only one)",
+    )
     parser.add_argument("--agent-name", help="agent name (AZURE_AI_AGENT_NAME)")
     parser.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
 
@@ -117,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from mcp_server.cli.demo import run_demo
 
-            demo = {"model_deployment": EMULATOR_MODEL, "api_key": EMULATOR_KEY, "output_dir": args.output_dir}
+            demo = {"api_key": EMULATOR_KEY, "output_dir": args.output_dir}
             return run_demo(args.prompt, demo)
         if args.command == "doctor":
             from mcp_server.cli.doctor import run_doctor
@@ -143,8 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
         logger.warning(
             "Using the built-in Foundry emulator at %s: images are rendered locally, not by Azure.", emulator.endpoint
         )
+        # The deployments are found in the emulator's project (gpt-4.1 and gpt-image-2), as on Azure.
         overrides.update(endpoint=emulator.endpoint, api_key=EMULATOR_KEY, emulator=True)
-        overrides["model_deployment"] = args.model_deployment or EMULATOR_MODEL
         return _run_server(Settings.load(**overrides), args)
 
 
@@ -154,7 +161,7 @@ def _run_server(settings: Settings, args: argparse.Namespace) -> int:
         args.transport,
         settings.endpoint,
         settings.agent_name,
-        settings.image_deployment,
+        settings.image_deployment or "found at the first call",
         settings.auth_mode,
         settings.output_dir,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -10,13 +11,22 @@ from starlette.responses import JSONResponse, Response
 from mcp_server.protocol import AGENTS_API_VERSION, AgentVersion
 
 from .context import Ctx
-from .errors import foundry_error, invalid_payload, not_found
+from .errors import foundry_error, invalid_payload, not_found, template_refused
 from .paging import page
 from .validation import validate_agent_name, validate_definition, validate_metadata
 
 
+def _placeholder_in_image_tool(definition: object) -> bool:
+    tools = definition.get("tools") if isinstance(definition, dict) else None
+    images = [t for t in tools or [] if isinstance(t, dict) and t.get("type") == "image_generation"]
+    return any("{{" in json.dumps(tool) for tool in images)
+
+
 def _create(ctx: Ctx, name: str, body: dict[str, Any]) -> AgentVersion:
     validate_agent_name(name)
+    if not ctx.config.image_tool_placeholders and _placeholder_in_image_tool(body.get("definition")):
+        # `structured_inputs` do not reach image-tool fields (protocol §3.4): the recorded refusal, verbatim.
+        raise template_refused()
     definition = validate_definition(body.get("definition"), ctx.config)
     metadata = validate_metadata(body.get("metadata"))
     description = body.get("description")

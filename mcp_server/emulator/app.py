@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import agents, files, responses
+from . import agents, deployments, files, responses
 from .config import EmulatorConfig
 from .context import Ctx, Handler
 from .endpoint import endpoint, unknown_route
@@ -54,6 +54,8 @@ def _routes() -> list[tuple[str, str, Handler]]:
         ("GET", project + "/agents/{name}/versions", agents.list_versions),
         ("GET", project + "/agents/{name}/versions/{version}", agents.get_version),
         ("DELETE", project + "/agents/{name}/versions/{version}", agents.delete_version),
+        ("GET", project + "/deployments", deployments.list_deployments),
+        ("GET", project + "/deployments/{name}", deployments.get_deployment),
         ("POST", v1 + "/files", files.upload),
         ("GET", v1 + "/files", files.list_files),
         ("GET", v1 + "/files/{file_id}", files.retrieve),

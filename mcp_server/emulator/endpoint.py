@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from . import faults
 from .config import EmulatorConfig
 from .context import Ctx, Handler
-from .errors import ApiError, invalid_payload, not_found, openai_error, unauthorized
+from .errors import ApiError, ErrorResponse, invalid_payload, not_found, openai_error, unauthorized
 from .state import EmulatorState, RecordedRequest
 
 logger = logging.getLogger(__name__)
@@ -29,13 +30,33 @@ def _parse_json(raw: bytes, content_type: str) -> Any | None:
         return None
 
 
-def _authenticated(headers: dict[str, str], config: EmulatorConfig) -> bool:
+_OPENAI_ROUTE = re.compile(r"^/api/projects/[^/]+/openai(/|$)")
+
+
+def _accepts(accepted: frozenset[str] | None, credential: str) -> bool:
+    return bool(credential) and (accepted is None or credential in accepted)
+
+
+def _authenticated(headers: dict[str, str], config: EmulatorConfig, path: str) -> bool:
+    """A Microsoft Entra ID bearer token anywhere; a project key as the recorded session sent it (protocol §1.5):
+    the `api-key` header on `/agents` and `/deployments`, `Authorization: Bearer <key>` on `/openai/*`."""
     authorization = headers.get("authorization", "")
     token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-    if token and (config.accepted_tokens is None or token in config.accepted_tokens):
-        return True
-    key = headers.get("api-key", "").strip()
-    return bool(key) and (config.accepted_api_keys is None or key in config.accepted_api_keys)
+    if _OPENAI_ROUTE.match(path):
+        return _accepts(config.accepted_tokens, token) or _accepts(config.accepted_api_keys, token)
+    return _accepts(config.accepted_tokens, token) or _accepts(
+        config.accepted_api_keys, headers.get("api-key", "").strip()
+    )
+
+
+def _request_ids(response: Response, path: str) -> None:
+    """`apim-request-id` (a UUID) on every answer; `X-Request-ID` as the service sends it (protocol §7.5): a UUID on
+    `/openai/*`, 32 hex digits on agents CRUD, none on `/deployments` nor beside a Foundry error body (whose id is
+    its `additionalInfo.request_id`)."""
+    response.headers["apim-request-id"] = str(uuid.uuid4())
+    if (isinstance(response, ErrorResponse) and response.request_id_in_body) or "/deployments" in path:
+        return
+    response.headers["x-request-id"] = str(uuid.uuid4()) if _OPENAI_ROUTE.match(path) else uuid.uuid4().hex
 
 
 async def _processed(handler: Handler, ctx: Ctx) -> Response:
@@ -48,7 +69,7 @@ async def _processed(handler: Handler, ctx: Ctx) -> Response:
 
 
 async def _serve(handler: Handler, ctx: Ctx) -> Response:
-    if not _authenticated(ctx.headers, ctx.config):
+    if not _authenticated(ctx.headers, ctx.config, ctx.request.url.path):
         raise unauthorized()
     if ctx.params.get("project", ctx.config.project) != ctx.config.project:
         raise not_found(f"Project {ctx.params['project']!r} was not found.", "project")
@@ -72,7 +93,6 @@ def endpoint(
         state.record(RecordedRequest(request.method, request.url.path, query, headers, body))
         params = {k: str(v) for k, v in request.path_params.items()}
         ctx = Ctx(request, body, raw, headers, query, params, state, config)
-        request_id = uuid.uuid4().hex
         try:
             response = await _serve(handler, ctx)
         except ApiError as error:
@@ -82,7 +102,7 @@ def endpoint(
             # An emulator bug must still look like a service error to the client, not a bare 500 page.
             logger.exception("emulator failed on %s %s", request.method, request.url.path)
             response = openai_error(500, "server_error", "The emulator hit an internal error.").response()
-        response.headers["apim-request-id"] = request_id
+        _request_ids(response, request.url.path)
         return response
 
     return run

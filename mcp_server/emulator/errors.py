@@ -10,6 +10,13 @@ from starlette.responses import JSONResponse
 INVALID_REQUEST = "invalid_request_error"
 
 
+class ErrorResponse(JSONResponse):
+    """An error answer; `request_id_in_body` when it is Foundry-shaped, whose answers carry no `X-Request-ID`
+    (the id is in `additionalInfo.request_id`, protocol §7.5)."""
+
+    request_id_in_body = False
+
+
 class ApiError(Exception):
     """Raised anywhere in a handler; turned into the JSON error response by the route wrapper."""
 
@@ -19,8 +26,10 @@ class ApiError(Exception):
         self.body = body
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+    def response(self) -> ErrorResponse:
+        response = ErrorResponse(self.body, status_code=self.status, headers=self.headers)
+        response.request_id_in_body = "additionalInfo" in (self.body.get("error") or {})
+        return response
 
 
 def _request_id() -> str:
@@ -110,3 +119,86 @@ def deployment_not_found(name: str) -> ApiError:
             }
         },
     )
+
+
+# ---------------------------------------------------------------- content filters and image-tool errors (§4.1, §7.4)
+
+FILTER_MESSAGE = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
+    "Please modify your prompt and retry. To learn more about our content filtering policies please read our "
+    "documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
+)
+_SAFE = {"filtered": False, "severity": "safe"}
+
+
+def content_filter_error() -> ApiError:
+    """The prompt block in its `innererror` form."""
+    severities = {
+        "hate": _SAFE,
+        "self_harm": _SAFE,
+        "sexual": {"filtered": True, "severity": "medium"},
+        "violence": {"filtered": True, "severity": "high"},
+    }
+    body = {
+        "error": {
+            "message": FILTER_MESSAGE,
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": severities},
+        }
+    }
+    return ApiError(400, body)
+
+
+def filter_results(*, blocked: bool) -> dict[str, Any]:
+    """`content_filter_results` of one `content_filters` entry; when `blocked`, a jailbreak was detected."""
+    jailbreak = {"detected": blocked, "filtered": blocked}
+    return {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE, "jailbreak": jailbreak}
+
+
+def content_filters_error(prompt_length: int) -> ApiError:
+    """The prompt block in its newer form, with a `content_filters` array (§4.1)."""
+    entry = {
+        "blocked": True,
+        "source_type": "prompt",
+        "content_filter_results": filter_results(blocked=True),
+        "content_filter_offsets": {"start_offset": 0, "end_offset": prompt_length, "check_offset": 0},
+    }
+    body = {
+        "error": {
+            "message": FILTER_MESSAGE,
+            "type": INVALID_REQUEST,
+            "param": "prompt",
+            "code": "content_filter",
+            "content_filters": [entry],
+        }
+    }
+    return ApiError(400, body)
+
+
+def moderation_blocked() -> ApiError:
+    """An image blocked by the safety system after it was generated (api.openai.com's shape, §4.1)."""
+    body = {
+        "error": {
+            "type": "image_generation_user_error",
+            "code": "moderation_blocked",
+            "message": "Your request was rejected by the safety system. The generated image may contain content "
+            "that is not allowed by our safety system.",
+            "param": None,
+            "moderation_details": {"moderation_stage": "output", "categories": ["violence"]},
+        }
+    }
+    return ApiError(400, body)
+
+
+def image_header_missing() -> ApiError:
+    """Azure's explicit answer to a call without the image deployment header (§7.4): `type` and `code` swapped."""
+    message = "imagegen deployment must be provided through header: x-ms-oai-image-generation-deployment"
+    return openai_error(400, INVALID_REQUEST, message, "tools", error_type="image_generation_user_error")
+
+
+def template_refused() -> ApiError:
+    """The recorded refusal of a structured-input placeholder the service will not bind (§3.4)."""
+    return invalid_payload("The supplied value is invalid.", "")

@@ -29,7 +29,14 @@ The faults (`FAULTS`, named in `fault_names`):
   `GET .../responses/{id}?stream=true&starting_after=N` (replays are never truncated). A JSON answer is
   cut to its first half instead, as with `truncate-body` but processed.
 - `filter-400`: the prompt-level content filter block, HTTP 400 `content_filter` with
-  `innererror.content_filter_result` (protocol §4). Nothing is processed.
+  `innererror.content_filter_result` (protocol §4.1). Nothing is processed.
+- `filter-400-array`: the same block in its newer form, with `content_filters: [{blocked: true,
+  source_type: "prompt", content_filter_results: {..., jailbreak: {detected, filtered}}}]` (§4.1).
+- `moderation-blocked`: an image blocked after it was generated, HTTP 400 `type: image_generation_user_error`,
+  `code: moderation_blocked` with `moderation_details: {moderation_stage: "output", categories: ["violence"]}`.
+- `image-header-missing`: Azure's explicit answer to a call without the image deployment header, HTTP 400
+  `type: image_generation_user_error`, `param: tools`, `code: invalid_request_error` (§7.4).
+- `agent-field`: HTTP 400 `invalid_payload` "Not allowed when agent is specified." with `param: tools` (§3.2).
 - `filter-failed`: the response is processed but ends `failed` with `error.code:"image_content_policy_violation"`
   and no image (streams end with `response.failed`).
 - `filter-call`: the response completes, but its `image_generation_call` item is `failed` with `result:null`.
@@ -56,7 +63,17 @@ from starlette.responses import Response, StreamingResponse
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
 
 from .context import Ctx
-from .errors import INVALID_REQUEST, ApiError, deployment_not_found, foundry_error, invalid_payload
+from .errors import (
+    INVALID_REQUEST,
+    ApiError,
+    content_filter_error,
+    content_filters_error,
+    deployment_not_found,
+    foundry_error,
+    image_header_missing,
+    invalid_payload,
+    moderation_blocked,
+)
 from .fault_names import FAULTS, PROCESSED_FILTERS
 
 FAULT_HEADER = "x-emulator-fault"
@@ -65,11 +82,6 @@ MARKER = re.compile(r"\[\[fault:([^\]]*)\]\]")
 RATE_LIMIT_MESSAGE = (
     "Requests to the Responses API have exceeded the rate limit of your current pricing tier. "
     "Please retry after 1 second."
-)
-FILTER_MESSAGE = (
-    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
-    "Please modify your prompt and retry. To learn more about our content filtering policies please read our "
-    "documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
 )
 PREVIEW_MESSAGE = (
     "Workflow agents is in preview. This operation requires the following opt-in preview feature(s): "
@@ -85,6 +97,13 @@ _SERVER_ERRORS = {
     "500": (500, "server_error", "The server had an error while processing your request. Sorry about that!"),
     "502": (502, "bad_gateway", "The upstream service returned an invalid response. Please retry."),
     "503": (503, "service_unavailable", "The service is temporarily unavailable. Please retry after 1 second."),
+}
+
+_SIMPLE_ERRORS: dict[str, Callable[[], ApiError]] = {
+    "filter-400-array": lambda: content_filters_error(64),
+    "moderation-blocked": moderation_blocked,
+    "image-header-missing": image_header_missing,
+    "agent-field": lambda: invalid_payload("Not allowed when agent is specified.", "tools"),
 }
 
 Process = Callable[[Ctx], Awaitable[Response]]
@@ -172,6 +191,9 @@ def error_for(fault: str, ctx: Ctx) -> ApiError | None:
         fault in PROCESSED_FILTERS and not is_responses_create(ctx.request.method, ctx.request.url.path)
     ):
         return content_filter_error()
+    simple = _SIMPLE_ERRORS.get(fault)
+    if simple is not None:
+        return simple()
     if fault == "token-expired":
         body = {
             "error": {
@@ -187,26 +209,6 @@ def error_for(fault: str, ctx: Ctx) -> ApiError | None:
     if fault == "deployment-missing":
         return deployment_not_found(ctx.headers.get(IMAGE_DEPLOYMENT_HEADER, "").strip() or "gpt-image-1")
     return None
-
-
-def content_filter_error() -> ApiError:
-    severities = {
-        "hate": {"filtered": False, "severity": "safe"},
-        "self_harm": {"filtered": False, "severity": "safe"},
-        "sexual": {"filtered": True, "severity": "medium"},
-        "violence": {"filtered": True, "severity": "high"},
-    }
-    body = {
-        "error": {
-            "message": FILTER_MESSAGE,
-            "type": None,
-            "param": "prompt",
-            "code": "content_filter",
-            "status": 400,
-            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": severities},
-        }
-    }
-    return ApiError(400, body)
 
 
 def _wants_stream(ctx: Ctx) -> bool:

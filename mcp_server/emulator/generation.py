@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import secrets
 import time
 import uuid
 from typing import Any
 
 from .config import EmulatorConfig
+from .errors import filter_results
 from .planning import Plan
 from .render import RenderResult, render
 from .state import EmulatorState, StoredResponse
@@ -18,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_TEXT = "Here is the image you asked for."
 _ITEM_KEYS = ("size", "quality", "background", "output_format")
+_PROMPT_FILTERS = [{"blocked": False, "source_type": source} for source in ("prompt", "completion")]
 FILTERED_IMAGE_ERROR = {
     "code": "image_content_policy_violation",
     "message": "Generated image was filtered as a result of our safety system.",
@@ -54,6 +57,24 @@ def update(stored: StoredResponse, state: EmulatorState, **fields: Any) -> dict[
         return stored.response
 
 
+def _item(plan: Plan, **fields: Any) -> dict[str, Any]:
+    """An output item as Foundry sends it: with `agent_reference` (resolved version) and `response_id` (§9.3)."""
+    return {
+        **fields,
+        **({"agent_reference": plan.agent_ref} if plan.agent_ref else {}),
+        "response_id": plan.response_id,
+    }
+
+
+def _content_filters(plan: Plan) -> dict[str, Any]:
+    """A stream's final Response carries Azure's `content_filters`, nothing blocked (protocol §4); a plain one none."""
+    if not plan.stream:
+        return {}
+    offsets = {"start_offset": 0, "end_offset": len(plan.prompt), "check_offset": 0}
+    results = {"content_filter_results": filter_results(blocked=False), "content_filter_offsets": offsets}
+    return {"content_filters": [{**entry, **results} for entry in _PROMPT_FILTERS]}
+
+
 def _usage(plan: Plan) -> dict[str, Any]:
     input_tokens = 40 + len(plan.prompt) // 4 + 256 * len(plan.images)
     output_tokens = 20 + len(MESSAGE_TEXT) // 4
@@ -88,10 +109,9 @@ async def _run(plan: Plan, stored: StoredResponse, state: EmulatorState, config:
             event_type, fields = _FILTER_ENDINGS[plan.content_filter]
             emit(stored, state, event_type, response=update(stored, state, output=output, usage=_usage(plan), **fields))
             return
-        output.append(_message(stored, state, len(output)))
-        completed = update(
-            stored, state, status="completed", completed_at=int(time.time()), output=output, usage=_usage(plan)
-        )
+        output.append(_message(plan, stored, state, len(output)))
+        finished = {"completed_at": int(time.time()), "output": output, "usage": _usage(plan), **_content_filters(plan)}
+        completed = update(stored, state, status="completed", **finished)
         emit(stored, state, "response.completed", response=completed)
     except asyncio.CancelledError:
         raise
@@ -107,10 +127,10 @@ async def _image_call(
     plan: Plan, stored: StoredResponse, state: EmulatorState, config: EmulatorConfig, index: int
 ) -> dict[str, Any]:
     assert plan.image_tool is not None and plan.spec is not None
-    item: dict[str, Any] = {"id": "ig_" + uuid.uuid4().hex, "type": "image_generation_call", "status": "in_progress"}
+    item = _item(plan, id="ig_" + uuid.uuid4().hex, type="image_generation_call", status="in_progress")
     item_id = item["id"]
     update(stored, state, output=[item])
-    emit(stored, state, "response.output_item.added", output_index=index, item=dict(item, result=None))
+    emit(stored, state, "response.output_item.added", output_index=index, item=item)
     emit(stored, state, "response.image_generation_call.in_progress", output_index=index, item_id=item_id)
     item = {**item, "status": "generating"}
     update(stored, state, output=[item])
@@ -127,6 +147,7 @@ async def _image_call(
     # The default executor, unlike anyio's workers, is drained by asyncio.run, so stopping mid-render is clean.
     result: RenderResult = await asyncio.to_thread(render, spec, images, mask)
     described = {key: plan.image_tool[key] for key in _ITEM_KEYS}
+    openai = config.openai_image_events
     for number, partial in enumerate(result.partials):
         emit(
             stored,
@@ -140,10 +161,13 @@ async def _image_call(
         )
         if config.partial_interval > 0:
             await asyncio.sleep(config.partial_interval)
-    emit(stored, state, "response.image_generation_call.completed", output_index=index, item_id=item_id)
+    if openai:  # Azure sends no such event (protocol §5.2)
+        emit(stored, state, "response.image_generation_call.completed", output_index=index, item_id=item_id)
     item = {
         **item,
-        "status": "completed",
+        # Azure leaves a streamed item "generating", also in the final Response (§5.2); a plain one is "completed".
+        "status": "generating" if plan.stream and not openai else "completed",
+        "action": plan.image_tool["action"],
         "result": base64.b64encode(result.final).decode(),
         "revised_prompt": plan.prompt,
         **described,
@@ -155,15 +179,17 @@ async def _image_call(
     return item
 
 
-def _message(stored: StoredResponse, state: EmulatorState, index: int) -> dict[str, Any]:
+def _message(plan: Plan, stored: StoredResponse, state: EmulatorState, index: int) -> dict[str, Any]:
     item_id = "msg_" + uuid.uuid4().hex
     empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     part = {**empty_part, "text": MESSAGE_TEXT}
-    item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    item = _item(plan, id=item_id, type="message", role="assistant", status="in_progress", content=[])
     where = {"output_index": index, "item_id": item_id, "content_index": 0}
     emit(stored, state, "response.output_item.added", output_index=index, item=item)
     emit(stored, state, "response.content_part.added", **where, part=empty_part)
-    emit(stored, state, "response.output_text.delta", **where, delta=MESSAGE_TEXT, logprobs=[])
+    for number, word in enumerate(MESSAGE_TEXT.split(" ")):  # Azure: `obfuscation` on every text delta (§5.1)
+        delta = word if number == 0 else " " + word
+        emit(stored, state, "response.output_text.delta", **where, delta=delta, logprobs=[], obfuscation=_pad())
     emit(stored, state, "response.output_text.done", **where, text=MESSAGE_TEXT, logprobs=[])
     emit(stored, state, "response.content_part.done", **where, part=part)
     done = {**item, "status": "completed", "content": [part]}
@@ -179,3 +205,7 @@ def cancel(stored: StoredResponse, state: EmulatorState) -> dict[str, Any]:
             stored.task.cancel()
         close(stored)
     return stored.response
+
+
+def _pad() -> str:
+    return secrets.token_urlsafe(secrets.randbelow(8) + 2)

@@ -26,6 +26,7 @@ from .state import EmulatorState
 from .validation import (
     DEFAULT_IMAGE_MODEL,
     bind_placeholders,
+    refuse_retired,
     structured_defaults,
     validate_image_tool,
     validate_metadata,
@@ -51,6 +52,8 @@ class Plan:
     mask: Image.Image | None = None
     content_filter: str | None = None
     """An injected content-filter outcome: filter-failed, filter-call or filter-incomplete (see faults.py)."""
+    agent_ref: dict[str, Any] | None = None
+    """The agent reference (resolved version) every output item carries (protocol §9.3)."""
 
 
 def resolve_tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -171,9 +174,10 @@ def build_plan(body: dict[str, Any], headers: dict[str, str], state: EmulatorSta
         background=background,
         input_items=parsed.items,
         images=images,
+        agent_ref=ref,
     )
     if image_tool is not None:
-        _plan_image(plan, resolve_tool(image_tool), state, f"{setup.tools_param}[{index}]", config.grain)
+        _plan_image(plan, resolve_tool(image_tool), state, f"{setup.tools_param}[{index}]", config)
     return plan
 
 
@@ -202,9 +206,10 @@ def _check_deployment_header(headers: dict[str, str], tool: dict[str, Any], conf
             f"deployment ({expected!r}).",
             IMAGE_DEPLOYMENT_HEADER,
         )
+    refuse_retired(deployment, config)
 
 
-def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: str, grain: int) -> None:
+def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: str, config: EmulatorConfig) -> None:
     if tool.get("action") == "edit" and not plan.images:
         raise invalid_payload("action 'edit' requires an input image.", f"{param}.action")
     mask = tool.get("input_image_mask")
@@ -215,7 +220,11 @@ def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: s
     width, height = (int(v) for v in size.split("x"))
     quality = _DEFAULT_QUALITY if tool["quality"] == "auto" else tool["quality"]
     background = "opaque" if tool["background"] == "auto" else tool["background"]
-    plan.image_tool = {**tool, "size": size, "quality": quality, "background": background}
+    action = (
+        "edit" if tool.get("action") == "edit" or (tool.get("action") != "generate" and plan.images) else "generate"
+    )
+    plan.image_tool = {**tool, "size": size, "quality": quality, "background": background, "action": action}
+    partials = tool["partial_images"] or (1 if config.unrequested_partial_image else 0)
     plan.spec = RenderSpec(
         prompt=plan.prompt,
         width=width,
@@ -224,8 +233,8 @@ def _plan_image(plan: Plan, tool: dict[str, Any], state: EmulatorState, param: s
         output_format=tool["output_format"],
         compression=tool["output_compression"],
         transparent=background == "transparent",
-        partial_images=tool["partial_images"] if plan.stream else 0,
-        grain=grain,
+        partial_images=partials if plan.stream else 0,
+        grain=config.grain,
     )
 
 
@@ -237,8 +246,13 @@ def _base_response(
     body: dict[str, Any],
     metadata: dict[str, str],
 ) -> dict[str, Any]:
+    """The Response's fields, with the keys and types of the recorded one (protocol §9.3); a stream's carries
+    `content_filters` (§4), and the optional request fields are echoed only when given."""
     tools = [resolve_tool(tool) if tool is image_tool else tool for tool in setup.tools]
+    optional = ("previous_response_id", "max_output_tokens", "max_tool_calls")
     return {
+        **{key: body[key] for key in optional if body.get(key) is not None},
+        **({"content_filters": None} if body.get("stream") else {}),
         "id": response_id,
         "object": "response",
         "created_at": int(time.time()),
@@ -248,23 +262,19 @@ def _base_response(
         "error": None,
         "incomplete_details": None,
         "instructions": setup.instructions,
-        "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": body.get("max_tool_calls"),
         "model": setup.model,
         "agent_reference": ref,
         "output": [],
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
-        "previous_response_id": body.get("previous_response_id"),
-        "reasoning": None,
+        "reasoning": {"effort": "none"},
         "service_tier": "default",
-        "store": body.get("store", True) is not False,
         "temperature": setup.temperature,
-        "text": body.get("text") or {"format": {"type": "text"}},
+        "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "top_logprobs": 0,
         "tool_choice": setup.tool_choice,
         "tools": tools,
         "top_p": setup.top_p,
         "truncation": "disabled",
         "usage": None,
-        "user": None,
         "metadata": metadata,
     }

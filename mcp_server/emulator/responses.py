@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
@@ -79,7 +80,18 @@ async def retrieve(ctx: Ctx) -> Response:
         except ValueError:
             raise invalid_payload("starting_after must be an integer.", "starting_after") from None
         return event_stream(stored, starting_after)
+    if ctx.config.null_result_on_retrieve:
+        return JSONResponse(_without_results(stored.response))
     return JSONResponse(stored.response)
+
+
+def _without_results(response: dict[str, Any]) -> dict[str, Any]:
+    """The Response as Foundry was reported to retrieve it: each image item's `result` null (protocol §4)."""
+    output = [
+        {**item, "result": None} if item.get("type") == "image_generation_call" else item
+        for item in response.get("output") or []
+    ]
+    return {**response, "output": output}
 
 
 async def delete(ctx: Ctx) -> Response:

@@ -1,9 +1,15 @@
-"""Validation of agent definitions and `image_generation` tools (protocol §1.2, §2, §8)."""
+"""Validation of agent definitions and `image_generation` tools (protocol §1.2, §2, §8).
+
+An image tool's options are checked twice: against what any model takes (`IMAGE_OPTIONS`), then
+against the rules of the model its deployment serves (`rules_for(config.model_of(deployment))`),
+both answered with 400 `invalid_payload` naming the field (`tools[0].size`).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 from mcp_server.protocol import (
@@ -14,13 +20,18 @@ from mcp_server.protocol import (
     METADATA_MAX_PAIRS,
     METADATA_VALUE_MAX,
     OUTPUT_FORMAT,
+    PERMISSIVE,
     TRANSPARENT_FORMATS,
+    ModelRules,
+    rules_for,
 )
 
 from .config import EmulatorConfig
-from .errors import invalid_payload
+from .errors import deployment_not_found, invalid_payload
 
 DEFAULT_IMAGE_MODEL = "gpt-image-1"
+"""The `image_generation` tool's `model` when left out: the spec's default (protocol §2), retired on
+Azure since 2026-10-23, so such a tool only works in a project that still has this deployment."""
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 _AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
 _TOOL_KEYS = frozenset(
@@ -126,14 +137,54 @@ def validate_image_tool(tool: dict[str, Any], config: EmulatorConfig, where: str
         value = tool.get(spec.name)
         if value is None or skip(value) or spec.accepts(value):
             continue
-        if spec.bounds is None:
+        if spec.pattern is not None:
+            message = f"Invalid value {value!r} for '{spec.name}'. Expected 'auto' or WIDTHxHEIGHT, e.g. 1024x1024."
+        elif spec.bounds is None:
             supported = ", ".join(spec.values)
             message = f"Invalid value {value!r} for '{spec.name}'. Supported values are: {supported}."
         else:
             low, high = spec.bounds
             message = f"Invalid '{spec.name}': {value!r}. Expected an integer between {low} and {high}."
         raise invalid_payload(message, f"{where}.{spec.name}")
+    _check_model_rules(tool, config, where)
     _check_combinations(tool, where, skip)
+
+
+def today() -> date:
+    """The date that decides retirement (UTC); tests may replace it."""
+    return datetime.now(UTC).date()
+
+
+def model_rules(deployment: object, config: EmulatorConfig) -> tuple[str, ModelRules]:
+    """The model a tool's deployment serves and its rules. A deployment this project does not have (or a
+    placeholder) and a retired model's deployment, which no longer answers at all, get `PERMISSIVE`."""
+    model = config.model_of(deployment) if isinstance(deployment, str) else None
+    if model is None:
+        return str(deployment), PERMISSIVE
+    rules = rules_for(model)
+    return (model, PERMISSIVE) if rules.retired(today()) else (model, rules)
+
+
+def _check_model_rules(tool: dict[str, Any], config: EmulatorConfig, where: str) -> None:
+    model, rules = model_rules(tool.get("model") or DEFAULT_IMAGE_MODEL, config)
+    options = {spec.name: tool.get(spec.name) for spec in IMAGE_OPTIONS if not has_placeholder(tool.get(spec.name))}
+    violation = rules.violation(options, model)
+    if violation is not None:
+        message = f"Invalid value {violation.value!r} for '{violation.option}': {violation.rule}."
+        raise invalid_payload(message, f"{where}.{violation.option}")
+
+
+def refuse_retired(deployment: str, config: EmulatorConfig) -> None:
+    """A deployment whose model is retired answers like one that does not exist.
+
+    UNVERIFIED: what the project endpoint answers for a retired model's deployment is not recorded;
+    the Azure portal says "Inferencing on this endpoint will return error responses", and a retired
+    Azure OpenAI deployment was seen answering 404 `{"code":"404","message":"Resource not found"}`
+    ([3P] BerriAI/litellm #11116). This sends the 404 `DeploymentNotFound` of an unknown deployment.
+    """
+    model = config.model_of(deployment)
+    if model is not None and rules_for(model).retired(today()):
+        raise deployment_not_found(deployment)
 
 
 def _check_combinations(tool: dict[str, Any], where: str, skip: Any) -> None:
@@ -142,9 +193,6 @@ def _check_combinations(tool: dict[str, Any], where: str, skip: Any) -> None:
         raise invalid_payload(
             "Transparent background is only supported with output_format 'png' or 'webp'.", f"{where}.background"
         )
-    fidelity = tool.get("input_fidelity")
-    if fidelity is not None and not skip(fidelity) and (tool.get("model") or DEFAULT_IMAGE_MODEL) == "gpt-image-1-mini":
-        raise invalid_payload("input_fidelity is not supported on gpt-image-1-mini.", f"{where}.input_fidelity")
     n = tool.get("n")
     if n is not None and n != 1:
         raise invalid_payload("Only one image per image_generation call is supported ('n' must be 1).", f"{where}.n")

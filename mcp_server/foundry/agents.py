@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
@@ -69,61 +69,86 @@ def describe(tool: ImageGenerationTool) -> str:
     return "foundry-image-mcp image agent: " + ", ".join(f"{k}={v}" for k, v in sorted(fields.items()))[:480]
 
 
-class AgentRegistry:
-    """Maps image-tool configurations to agent versions of one agent."""
+@dataclass
+class _Index:
+    """What every view of one agent's registry shares: versions by config hash, and the locks around them."""
 
-    def __init__(self, http: FoundryHttp, agent_name: str, model_deployment: str) -> None:
+    by_hash: dict[str, str] = field(default_factory=dict[str, str])
+    indexed: bool = False
+    locks: dict[str, anyio.Lock] = field(default_factory=dict[str, anyio.Lock])
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+
+class AgentRegistry:
+    """Maps image-tool configurations to agent versions of one agent.
+
+    The orchestrator model deployment of a version is part of its configuration: pass it to `version_for`
+    (`model=`), or take a view of the registry with `using(model)`. The deployment is found per process
+    by the service (`mcp_server.service.deployments`), after the registry is built.
+    """
+
+    def __init__(self, http: FoundryHttp, agent_name: str, model_deployment: str | None = None) -> None:
         self._http = http
         self.agent_name = agent_name
-        self._model_deployment = model_deployment
-        self._by_hash: dict[str, str] = {}
-        self._indexed = False
-        self._locks: dict[str, anyio.Lock] = {}
-        self._index_lock = anyio.Lock()
+        self.model_deployment = model_deployment
+        """The orchestrator deployment `version_for` uses when it is given none."""
+        self._index = _Index()
+
+    def using(self, model_deployment: str) -> AgentRegistry:
+        """This registry (the same versions, found or created once) with `model_deployment` as orchestrator."""
+        view = AgentRegistry(self._http, self.agent_name, model_deployment)
+        view._index = self._index
+        return view
 
     @property
     def _versions_path(self) -> str:
         return f"agents/{self.agent_name}/versions"
 
     async def version_for(
-        self, tool: ImageGenerationTool, structured_inputs: dict[str, Any] | None = None
+        self, tool: ImageGenerationTool, structured_inputs: dict[str, Any] | None = None, *, model: str | None = None
     ) -> AgentVersionRef:
-        """The agent version whose single tool is `tool`, creating it on first use.
+        """The agent version whose single tool is `tool` and whose orchestrator is `model` (default: the
+        registry's `model_deployment`), creating it on first use.
 
         `structured_inputs` declares the `{{placeholders}}` used in the tool's fields.
         """
-        definition = definition_for(self._model_deployment, tool, structured_inputs)
+        model = model or self.model_deployment
+        if not model:
+            raise ValueError("no orchestrator model deployment: pass model= or use using(model)")
+        definition = definition_for(model, tool, structured_inputs)
         digest = config_hash(definition)
-        known = self._by_hash.get(digest)
+        index = self._index
+        known = index.by_hash.get(digest)
         if known is not None:
             return AgentVersionRef(self.agent_name, known, digest)
         await self._index_existing()
-        lock = self._locks.setdefault(digest, anyio.Lock())
+        lock = index.locks.setdefault(digest, anyio.Lock())
         async with lock:
-            known = self._by_hash.get(digest)
+            known = index.by_hash.get(digest)
             if known is None:
                 known = await self._create(definition, digest, tool)
-                self._by_hash[digest] = known
+                index.by_hash[digest] = known
         return AgentVersionRef(self.agent_name, known, digest)
 
     def forget(self, ref: AgentVersionRef) -> None:
         """Drop a version that the service no longer has, so the next call recreates it."""
-        if self._by_hash.get(ref.config_hash) == ref.version:
-            del self._by_hash[ref.config_hash]
+        if self._index.by_hash.get(ref.config_hash) == ref.version:
+            del self._index.by_hash[ref.config_hash]
 
     async def _index_existing(self) -> None:
-        if self._indexed:
+        index = self._index
+        if index.indexed:
             return
-        async with self._index_lock:
-            if self._indexed:
+        async with index.lock:
+            if index.indexed:
                 return
             for version in await self._list_versions():
                 digest = version.metadata.get(HASH_KEY)
                 # Oldest first wins: the list is newest-first, so later entries overwrite.
                 if digest:
-                    self._by_hash[digest] = version.version
-            self._indexed = True
-            logger.info("Agent %r: %d reusable image configurations found", self.agent_name, len(self._by_hash))
+                    index.by_hash[digest] = version.version
+            index.indexed = True
+            logger.info("Agent %r: %d reusable image configurations found", self.agent_name, len(index.by_hash))
 
     async def _list_versions(self) -> list[AgentVersion]:
         versions: list[AgentVersion] = []

@@ -1,4 +1,4 @@
-"""Outbound authentication: an `api-key` header, or a Microsoft Entra ID bearer token.
+"""Outbound authentication: a project API key, or a Microsoft Entra ID bearer token.
 
 The Entra token comes from azure-identity's synchronous `DefaultAzureCredential`, called in a
 worker thread: the async credentials need aiohttp, and a sync call on the event loop would
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
@@ -37,12 +37,24 @@ def default_credential() -> TokenCredential:
     return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
+OPENAI_ROUTES: Final = "/openai/v1"
+"""Where a project key travels as a bearer token, as the OpenAI client sends it (protocol §1.5)."""
+
+
 class ApiKeyAuth(httpx2.Auth):
+    """A project API key, as the one recorded key-authenticated session sent it (protocol §1.5): the `api-key`
+    header on `/agents` and `/deployments`, `Authorization: Bearer <key>` on `/openai/v1/*`. Microsoft does
+    not document key auth on the project endpoint; Entra ID is its documented route."""
+
     def __init__(self, api_key: str) -> None:
         self._api_key = api_key
 
     def auth_flow(self, request: httpx2.Request) -> Any:
-        request.headers["api-key"] = self._api_key
+        path = request.url.path.rstrip("/")
+        if f"{OPENAI_ROUTES}/" in path or path.endswith(OPENAI_ROUTES):
+            request.headers["Authorization"] = f"Bearer {self._api_key}"
+        else:
+            request.headers["api-key"] = self._api_key
         yield request
 
 

@@ -1,10 +1,9 @@
-"""One `httpx2.AsyncClient` per process, and the mapping of HTTP failures onto our errors."""
+"""One `httpx2.AsyncClient` per process: sending with retries; what an error answer means is in `upstream_errors`."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -12,31 +11,14 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from mcp_server import __version__
-from mcp_server.errors import (
-    AuthenticationError,
-    ContentFilteredError,
-    FoundryImageError,
-    NotFoundError,
-    RateLimitedError,
-    ServiceRefusedError,
-    ServiceUnreachableError,
-    UnexpectedResponseError,
-)
-from mcp_server.foundry.retry import Clock, RetryPolicy, backoff, retryable_status, server_delay
-from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER, ErrorBody, ErrorDetail
+from mcp_server.errors import FoundryImageError, ServiceUnreachableError, UnexpectedResponseError
+from mcp_server.foundry.retry import RetryPolicy, backoff, retryable_status, server_delay
+from mcp_server.foundry.upstream_errors import DEPLOYMENT_HINT as DEPLOYMENT_HINT
+from mcp_server.foundry.upstream_errors import error_from_response
+from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
 
 logger = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-GENERIC_400_HINT = (
-    "Foundry gives this generic error (no code, no param) when the image deployment header is missing or wrong: "
-    "check AZURE_AI_IMAGE_DEPLOYMENT_NAME."
-)
-DEPLOYMENT_HINT = (
-    "Check AZURE_AI_IMAGE_DEPLOYMENT_NAME (the image model deployment, e.g. gpt-image-1) and "
-    "AZURE_AI_MODEL_DEPLOYMENT_NAME (the agent's chat model, e.g. gpt-4.1) against the deployments "
-    "in your Foundry project."
-)
 
 
 class FoundryHttp:
@@ -46,12 +28,15 @@ class FoundryHttp:
         self,
         client: httpx2.AsyncClient | Callable[[], httpx2.AsyncClient],
         *,
-        image_deployment: str,
+        image_deployment: str = "",
         retry: RetryPolicy | None = None,
     ) -> None:
         self._client = client if isinstance(client, httpx2.AsyncClient) else None
         self._factory = None if isinstance(client, httpx2.AsyncClient) else client
         self.image_deployment = image_deployment
+        """The value of the `x-ms-oai-image-generation-deployment` header on Responses calls. The image service sets
+        it once the project's deployments are resolved (at the first call); until then it is empty, and `send`
+        leaves an empty header out (a generation left in flight by an earlier run is polled without one)."""
         self.retry = retry or RetryPolicy()
 
     @property
@@ -99,6 +84,8 @@ class FoundryHttp:
         With `stream`, the successful response's body is left unread: the caller closes it.
         Waits go through `RetryPolicy.sleep`, and the deadline is measured with `RetryPolicy.clock`.
         """
+        if request.headers.get(IMAGE_DEPLOYMENT_HEADER) == "":
+            del request.headers[IMAGE_DEPLOYMENT_HEADER]
         policy = self.retry
         started = policy.clock()
         attempt = 0
@@ -173,108 +160,6 @@ def parse_json_object(content: bytes, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise UnexpectedResponseError(f"Foundry answered with unexpected JSON while trying to {what}.")
     return body
-
-
-def request_id_of(response: httpx2.Response, detail: ErrorDetail | None) -> str | None:
-    if detail is not None and detail.additional_info:
-        rid = detail.additional_info.get("request_id")
-        if isinstance(rid, str):
-            return rid
-    for header in ("x-request-id", "apim-request-id", "x-ms-request-id"):
-        if header in response.headers:
-            return response.headers[header]
-    return None
-
-
-def filter_categories(detail: ErrorDetail) -> list[str]:
-    """The content-filter categories marked `filtered`, from either spelling Azure uses."""
-    inner = detail.innererror or {}
-    results = inner.get("content_filter_result") or inner.get("content_filter_results") or {}
-    if not isinstance(results, dict):
-        return []
-    return sorted(name for name, value in results.items() if isinstance(value, dict) and value.get("filtered") is True)
-
-
-def error_from_response(response: httpx2.Response, what: str, *, now: Clock = time.time) -> FoundryImageError:
-    """Map an error status onto the hierarchy, with a message that says what to do next.
-
-    The class and the hint follow the status and the body's `code`, `type` and `param`, never the
-    wording of its message, which the service changes freely (and translates).
-    """
-    status = response.status_code
-    try:
-        detail: ErrorDetail | None = ErrorBody.model_validate_json(response.content).error
-    except (ValidationError, ValueError):
-        detail = None
-    code = detail.code if detail else None
-    upstream_message = (detail.message if detail else "") or response.reason_phrase or "no message"
-    common: dict[str, Any] = {
-        "status": status,
-        "request_id": request_id_of(response, detail),
-        "upstream_code": code,
-        "upstream_param": detail.param if detail else None,
-    }
-    said = f"Foundry refused to {what} (HTTP {status}{', ' + code if code else ''}): {upstream_message}"
-    if status in (401, 403):
-        return AuthenticationError(said + ".", hint=AUTH_HINTS.get(code or "", AUTH_HINT), **common)
-    if status == 404:
-        if (code or "").lower() == "deploymentnotfound":
-            message = f"Foundry has no deployment with that name: {upstream_message}"
-            return NotFoundError(message, hint=DEPLOYMENT_HINT, code="deployment_not_found", **common)
-        return NotFoundError(said + ".", hint="Check AZURE_AI_PROJECT_ENDPOINT and AZURE_AI_AGENT_NAME.", **common)
-    if status == 429:
-        wait = server_delay(response.headers, now)
-        when = f"wait {wait:.0f} s" if wait is not None else "wait a minute"
-        return RateLimitedError(
-            f"Foundry is rate limiting requests (HTTP 429): {upstream_message}",
-            hint=f"The quota of the deployment is used up for now; {when} and try again.",
-            **common,
-        )
-    if status >= 500:
-        return ServiceRefusedError(said + ".", hint="This is a service-side failure; try again shortly.", **common)
-    if detail is not None and is_content_filter(detail):
-        categories = filter_categories(detail)
-        which = f" (categories: {', '.join(categories)})" if categories else ""
-        return ContentFilteredError(
-            f"The request was blocked by Azure content filtering{which}.",
-            hint="Rephrase the prompt without the flagged content and try again.",
-            **common,
-        )
-    return ServiceRefusedError(said, hint=refusal_hint(status, detail), **common)
-
-
-AUTH_HINT = (
-    "Check AZURE_AI_API_KEY, or unset it and sign in with `az login`; the identity needs the "
-    "'Azure AI User' role on the Foundry project."
-)
-AUTH_HINTS = {"preview_feature_required": "This Foundry feature is in preview and must be enabled for the project."}
-FILTER_CODES = frozenset({"content_filter", "contentfilter", "moderation_blocked"})
-FILTER_INNER_CODES = frozenset({"ResponsibleAIPolicyViolation"})
-IMAGE_TOOL_ERROR = "image_generation_user_error"
-
-
-def is_content_filter(detail: ErrorDetail) -> bool:
-    """A 4xx that says content filtering blocked the request, by its code or its `innererror` code."""
-    inner = (detail.innererror or {}).get("code")
-    return (detail.code or "").lower() in FILTER_CODES or inner in FILTER_INNER_CODES
-
-
-def refusal_hint(status: int, detail: ErrorDetail | None) -> str | None:
-    """What to do about a 4xx refusal, read from where the error points (`param`) and what it is."""
-    if status != 400 or detail is None:
-        return None
-    param = detail.param or ""
-    if (
-        param == IMAGE_DEPLOYMENT_HEADER
-        or param.endswith("model")
-        or (detail.type == IMAGE_TOOL_ERROR and param == "tools")
-    ):
-        # The header names no (or another) image deployment, or a model deployment is unknown. Azure's explicit
-        # missing-header error swaps `type` and `code`: type image_generation_user_error, param tools.
-        return DEPLOYMENT_HINT
-    if detail.code is None and not param:
-        return GENERIC_400_HINT
-    return None
 
 
 def validate_body(model: type[ModelT], body: dict[str, Any], what: str) -> ModelT:

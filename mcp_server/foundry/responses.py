@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx2
+from pydantic import ValidationError
 
 from mcp_server.errors import (
     ContentFilteredError,
@@ -19,10 +20,12 @@ from mcp_server.errors import (
     UnexpectedResponseError,
 )
 from mcp_server.foundry.http import FoundryHttp, parse_json_object, validate_body
+from mcp_server.foundry.upstream_errors import FILTER_CODES, REPHRASE, filtered_error, is_content_filter
 from mcp_server.protocol import (
     IMAGE_DEPLOYMENT_HEADER,
     TERMINAL_STATUSES,
     CreateResponseRequest,
+    ErrorDetail,
     ImageGenerationCall,
     Response,
 )
@@ -36,11 +39,13 @@ MAX_STREAM_EVENT_BYTES: Final = 64 * 1024 * 1024
 REQUEST_TAG_KEY: Final = "foundry_image_mcp_request"
 """Metadata key carrying a per-create tag, so a create whose answer was lost can be found again."""
 
-POLICY_ERROR_CODES: Final = frozenset({"image_content_policy_violation", "content_filter", "content_policy_violation"})
-
 
 class StreamDropped(Exception):
     """The event stream ended or broke before its terminal event; it can be resumed."""
+
+
+class ImageDataMissingError(UnexpectedResponseError):
+    """The service reports the image as made but holds no data for it (`result: null`, protocol §4)."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +163,19 @@ async def _decode(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
 
 
 def stream_error(error: dict[str, Any]) -> FoundryImageError:
-    code = str(error.get("code") or "")
-    message = str(error.get("message") or "the stream reported an error")
-    if code in POLICY_ERROR_CODES:
-        return ContentFilteredError(
-            f"The request was blocked by content filtering: {message}", hint="Rephrase the prompt and try again."
-        )
-    return ServiceRefusedError(f"Foundry reported an error while streaming the image: {message}", upstream_code=code)
+    """The error an `error` event (or a nested `error` object) of a stream reports, classified by its code."""
+    try:
+        detail = ErrorDetail.model_validate(error)
+    except ValidationError:
+        detail = ErrorDetail()
+    if is_content_filter(detail, detail.content_filters):
+        return filtered_error(detail, detail.content_filters)
+    message = detail.message or str(error.get("message") or "") or "the stream reported an error"
+    return ServiceRefusedError(
+        f"Foundry reported an error while streaming the image: {message}",
+        upstream_code=detail.code or None,
+        upstream_param=detail.param or None,
+    )
 
 
 def extract_image(response: Response) -> ExtractedImage:
@@ -184,10 +195,10 @@ def no_image_error(response: Response, calls: list[ImageGenerationCall]) -> Foun
     status = response.status or "unknown"
     if response.error is not None:
         code = response.error.code or ""
-        if code in POLICY_ERROR_CODES:
+        if code.lower() in FILTER_CODES:
             return ContentFilteredError(
                 f"The image was blocked by content filtering: {response.error.message}",
-                hint="Rephrase the prompt without the flagged content and try again.",
+                hint=REPHRASE,
                 upstream_code=code,
             )
         return ServiceRefusedError(
@@ -197,7 +208,7 @@ def no_image_error(response: Response, calls: list[ImageGenerationCall]) -> Foun
     if reason == "content_filter":
         return ContentFilteredError(
             "The image was blocked by content filtering (the response is incomplete).",
-            hint="Rephrase the prompt without the flagged content and try again.",
+            hint=REPHRASE,
             upstream_code=reason,
         )
     failed = [call for call in calls if call.status == "failed"]
@@ -218,4 +229,7 @@ def no_image_error(response: Response, calls: list[ImageGenerationCall]) -> Foun
             hint="Rephrase the prompt as a request for an image, or check that the agent's model deployment "
             "(AZURE_AI_MODEL_DEPLOYMENT_NAME) supports the image_generation tool.",
         )
-    return UnexpectedResponseError(f"Foundry answered (status {status}) but the image call holds no image.")
+    return ImageDataMissingError(
+        f"Foundry answered (status {status}) that it generated the image, but sent no image data (result: null).",
+        hint="The service sometimes drops the image from a retrieved response; generate it again.",
+    )

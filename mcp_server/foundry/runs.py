@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
@@ -27,22 +25,13 @@ from mcp_server.errors import (
     FoundryImageError,
     ServiceRefusedError,
     ServiceUnreachableError,
-    UnexpectedResponseError,
 )
-from mcp_server.foundry.http import AmbiguousRequestError, validate_body
-from mcp_server.foundry.responses import REQUEST_TAG_KEY, ResponsesClient, StreamDropped, stream_error
+from mcp_server.foundry.http import AmbiguousRequestError
+from mcp_server.foundry.responses import REQUEST_TAG_KEY, ResponsesClient, StreamDropped
 from mcp_server.foundry.retry import Clock, Sleep
-from mcp_server.protocol import (
-    PENDING_STATUSES,
-    STREAM_ERROR,
-    STREAM_OUTPUT_ITEM_DONE,
-    STREAM_PARTIAL_IMAGE,
-    STREAM_TERMINAL_EVENTS,
-    CreateResponseRequest,
-    PartialImageEvent,
-    Response,
-    is_image_call,
-)
+from mcp_server.foundry.stream_reader import RunHooks as RunHooks
+from mcp_server.foundry.stream_reader import Status, StreamReader, with_image
+from mcp_server.protocol import PENDING_STATUSES, CreateResponseRequest, Response
 
 logger = logging.getLogger(__name__)
 FIRST_POLL_DELAY = 0.1
@@ -60,19 +49,6 @@ class RunSettings:
     """Reads the time elapsed that a heartbeat reports."""
 
 
-async def _nothing(*_: Any) -> None:
-    return None
-
-
-@dataclass
-class RunHooks:
-    """What the caller wants to hear while a response runs."""
-
-    on_started: Callable[[str], Awaitable[None]] = _nothing
-    on_partial: Callable[[PartialImageEvent], Awaitable[None]] = _nothing
-    on_heartbeat: Callable[[str], Awaitable[None]] = _nothing
-
-
 class ResponseRunner:
     def __init__(self, responses: ResponsesClient, settings: RunSettings | None = None) -> None:
         self.responses = responses
@@ -83,7 +59,7 @@ class ResponseRunner:
     async def run(self, request: CreateResponseRequest, *, hooks: RunHooks, stream: bool = True) -> Response:
         """Create the response and wait for its terminal state."""
         started = self.settings.clock()
-        status = _Status()
+        status = Status()
         result: Response | None = None
         failure: Exception | None = None
         with anyio.move_on_after(self.settings.timeout) as deadline:
@@ -107,8 +83,22 @@ class ResponseRunner:
         return result
 
     async def wait(self, response_id: str) -> Response:
-        """Poll an existing response (after a restart, or when its caller left) to its end."""
-        return await self._poll(await self.responses.retrieve(response_id), _Status())
+        """Poll an existing response (after a restart, or when its caller left) to its end.
+
+        A completed response retrieved with `result: null` (protocol §4) gets its image from a replay of its
+        stream, where `response.output_item.done` carried it."""
+        final = await self._poll(await self.responses.retrieve(response_id), Status())
+        calls = final.image_calls()
+        if final.status != "completed" or not calls or any(call.result for call in calls):
+            return final
+        reader = StreamReader(RunHooks(), Status())
+        reader.response_id = final.id
+        try:
+            async with self.responses.resume(final.id, 0) as events:
+                await reader.consume(events)
+        except (FoundryImageError, StreamDropped) as exc:
+            logger.warning("Response %s holds no image data and its stream cannot be replayed: %s", final.id, exc)
+        return with_image(final, reader.image_item)
 
     async def cancel(self, response_id: str) -> None:
         """Ask the service to stop a background response; best effort, bounded in time."""
@@ -119,7 +109,7 @@ class ResponseRunner:
             except Exception as exc:  # the caller is already unwinding; a failed cancel must not mask that
                 logger.warning("Could not cancel response %s: %s", response_id, exc)
 
-    async def _run(self, request: CreateResponseRequest, stream: bool, hooks: RunHooks, status: _Status) -> Response:
+    async def _run(self, request: CreateResponseRequest, stream: bool, hooks: RunHooks, status: Status) -> Response:
         if not self._background_refused:
             request = request.model_copy(update={"background": True, "store": True})
         try:
@@ -127,8 +117,8 @@ class ResponseRunner:
                 return await self._streamed(request, hooks, status)
             return await self._polled(request, hooks, status)
         except ServiceRefusedError as exc:
-            if exc.status != 400:
-                raise
+            if exc.status != 400 or status.response_id:
+                raise  # only a refused create may be sent again, and only without what it refused
             # Which field the service refused is in `param`; its wording varies.
             param = exc.upstream_param or ""
             if stream and not self._stream_refused and param == "stream":
@@ -141,12 +131,13 @@ class ResponseRunner:
                 return await self._run(request.model_copy(update={"background": None}), stream, hooks, status)
             raise
 
-    async def _polled(self, request: CreateResponseRequest, hooks: RunHooks, status: _Status) -> Response:
+    async def _polled(self, request: CreateResponseRequest, hooks: RunHooks, status: Status) -> Response:
         try:
             created = await self.responses.create(request)
         except AmbiguousRequestError as exc:
             found = await self._lost_create(request, exc)
             created = found if found is not None else await self.responses.create(request)
+        status.response_id = created.id
         await hooks.on_started(created.id)
         return await self._poll(created, status)
 
@@ -165,7 +156,7 @@ class ResponseRunner:
         )
         return found
 
-    async def _poll(self, response: Response, status: _Status) -> Response:
+    async def _poll(self, response: Response, status: Status) -> Response:
         delay = min(FIRST_POLL_DELAY, self.settings.poll_interval)
         while response.status in PENDING_STATUSES:
             status.value = response.status or "queued"
@@ -174,8 +165,8 @@ class ResponseRunner:
             response = await self.responses.retrieve(response.id)
         return response
 
-    async def _streamed(self, request: CreateResponseRequest, hooks: RunHooks, status: _Status) -> Response:
-        reader = _StreamReader(hooks, status)
+    async def _streamed(self, request: CreateResponseRequest, hooks: RunHooks, status: Status) -> Response:
+        reader = StreamReader(hooks, status)
         try:
             try:
                 async with self.responses.stream(request) as events:
@@ -200,10 +191,22 @@ class ResponseRunner:
                     return await reader.consume(events)
             except (StreamDropped, ServiceUnreachableError) as exc:
                 logger.warning("Resuming %s failed (attempt %d): %s", reader.response_id, attempt, exc)
+            except ServiceRefusedError as exc:
+                if exc.status != 400:
+                    raise
+                logger.warning("Foundry refused to resume the stream of %s: %s", reader.response_id, exc.message)
+                break
         logger.warning("Could not resume the stream of %s; polling it instead", reader.response_id)
-        return await self._poll(await self.responses.retrieve(reader.response_id), status)
+        try:
+            final = await self._poll(await self.responses.retrieve(reader.response_id), status)
+        except FoundryImageError:
+            if reader.image_item is None:
+                raise
+            logger.warning("Could not poll %s; keeping the final image its stream delivered", reader.response_id)
+            return Response(id=reader.response_id, status="completed", output=[reader.image_item])
+        return with_image(final, reader.image_item)
 
-    async def _beat(self, hooks: RunHooks, started: float, status: _Status) -> None:
+    async def _beat(self, hooks: RunHooks, started: float, status: Status) -> None:
         while True:
             await self.settings.sleep(self.settings.heartbeat)
             elapsed = self.settings.clock() - started
@@ -214,62 +217,3 @@ def _lost_stream(exc: StreamDropped) -> AmbiguousRequestError:
     return AmbiguousRequestError(
         f"Foundry's image stream broke before naming its response ({exc}).", hint="This is usually temporary."
     )
-
-
-@dataclass
-class _Status:
-    """The last status seen of one response, for the heartbeat's message."""
-
-    value: str = "queued"
-
-
-class _StreamReader:
-    """Follows one response across its original stream and any resumed ones."""
-
-    def __init__(self, hooks: RunHooks, status: _Status) -> None:
-        self.hooks = hooks
-        self.status = status
-        self.response_id = ""
-        self.last_sequence = -1
-        self.image_item: dict[str, Any] | None = None
-
-    async def adopt(self, response_id: str) -> None:
-        """Follow a response found after its create's answer was lost, from its first event."""
-        self.response_id = response_id
-        await self.hooks.on_started(response_id)
-
-    async def consume(self, events: AsyncIterator[dict[str, Any]]) -> Response:
-        async for event in events:
-            sequence = event.get("sequence_number")
-            if isinstance(sequence, int):
-                if sequence <= self.last_sequence:
-                    continue  # already seen before a resume
-                self.last_sequence = sequence
-            final = await self._handle(event)
-            if final is not None:
-                return final
-        raise StreamDropped("the stream ended before its terminal event")
-
-    async def _handle(self, event: dict[str, Any]) -> Response | None:
-        kind = event.get("type")
-        response = event.get("response")
-        if isinstance(response, dict):
-            self.status.value = str(response.get("status") or self.status.value)
-            if not self.response_id and response.get("id"):
-                self.response_id = str(response["id"])
-                await self.hooks.on_started(self.response_id)
-        if kind == STREAM_PARTIAL_IMAGE:
-            await self.hooks.on_partial(validate_body(PartialImageEvent, event, "partial image event"))
-        elif kind == STREAM_OUTPUT_ITEM_DONE and is_image_call(event.get("item")) and event["item"].get("result"):
-            self.image_item = event["item"]
-        elif kind in STREAM_TERMINAL_EVENTS and isinstance(response, dict):
-            final = validate_body(Response, response, "response")
-            if self.image_item is not None and not any(call.result for call in final.image_calls()):
-                final.output.append(self.image_item)
-            return final
-        elif kind == STREAM_ERROR or isinstance(event.get("error"), dict):
-            nested = event.get("error")
-            raise stream_error(nested if isinstance(nested, dict) else event)
-        elif kind in STREAM_TERMINAL_EVENTS:
-            raise UnexpectedResponseError("Foundry's image stream ended without the final response.")
-        return None

@@ -1,13 +1,34 @@
 """What the Foundry service and this project agree on; the client and the emulator both speak through it.
 
 - `wire`: the JSON models of the Foundry Agent Service and its OpenAI-compatible Responses API;
-- `options`: each option of the `image_generation` tool (values or bounds, default, description), once.
+- `options`: each option of the `image_generation` tool (values, bounds or pattern, default, description), once;
+- `models`: each image model family's own rules (sizes, qualities, input_fidelity, retirement), once.
 
 Sharing these, the client and the emulator cannot drift apart.
 """
 
 from __future__ import annotations
 
+from .models import (
+    ALL_QUALITIES,
+    FREE_SIZE_MODEL,
+    FREE_SIZES,
+    MODEL_RULES,
+    PERMISSIVE,
+    REPLACEMENTS,
+    SIZE_PATTERN,
+    STANDARD_SIZES,
+    FreeSizes,
+    ModelRules,
+    Violation,
+    find_violation,
+    is_image_model,
+    is_orchestrator_model,
+    parse_size,
+    retirement_notice,
+    rules_for,
+    unknown_model_note,
+)
 from .options import (
     ACTION,
     BACKGROUND,
@@ -36,6 +57,7 @@ from .wire import (
     AGENT_NAME_MAX,
     AGENT_NAME_PATTERN,
     AGENTS_API_VERSION,
+    DEPLOYMENTS_API_VERSION,
     IMAGE_DEPLOYMENT_HEADER,
     LEGACY_RESPONSES_API_VERSION,
     MAX_INPUT_IMAGE_URL_CHARS,
@@ -56,6 +78,9 @@ from .wire import (
     AgentVersionList,
     CreateAgentVersionRequest,
     CreateResponseRequest,
+    Deployment,
+    DeploymentList,
+    DeploymentSku,
     ErrorBody,
     ErrorDetail,
     FileObject,
@@ -80,8 +105,12 @@ __all__ = [
     "AGENTS_API_VERSION",
     "AGENT_NAME_MAX",
     "AGENT_NAME_PATTERN",
+    "ALL_QUALITIES",
     "BACKGROUND",
     "COMPRESSED_FORMATS",
+    "DEPLOYMENTS_API_VERSION",
+    "FREE_SIZES",
+    "FREE_SIZE_MODEL",
     "IMAGE_DEPLOYMENT_HEADER",
     "IMAGE_OPTIONS",
     "INPUT_FIDELITY",
@@ -92,14 +121,19 @@ __all__ = [
     "METADATA_MAX_PAIRS",
     "METADATA_VALUE_MAX",
     "MIME_TYPES",
+    "MODEL_RULES",
     "MODERATION",
     "OUTPUT_COMPRESSION",
     "OUTPUT_FORMAT",
     "PARTIAL_IMAGES",
     "PENDING_STATUSES",
+    "PERMISSIVE",
     "PIL_FORMATS",
     "QUALITY",
+    "REPLACEMENTS",
     "SIZE",
+    "SIZE_PATTERN",
+    "STANDARD_SIZES",
     "STREAM_ERROR",
     "STREAM_OUTPUT_ITEM_DONE",
     "STREAM_PARTIAL_IMAGE",
@@ -115,9 +149,13 @@ __all__ = [
     "Background",
     "CreateAgentVersionRequest",
     "CreateResponseRequest",
+    "Deployment",
+    "DeploymentList",
+    "DeploymentSku",
     "ErrorBody",
     "ErrorDetail",
     "FileObject",
+    "FreeSizes",
     "ImageGenerationCall",
     "ImageGenerationTool",
     "ImageMask",
@@ -126,6 +164,7 @@ __all__ = [
     "InputImage",
     "InputMessage",
     "InputText",
+    "ModelRules",
     "Moderation",
     "OptionSpec",
     "OutputFormat",
@@ -136,6 +175,14 @@ __all__ = [
     "ResponseError",
     "Size",
     "StreamEvent",
+    "Violation",
     "WireModel",
+    "find_violation",
     "is_image_call",
+    "is_image_model",
+    "is_orchestrator_model",
+    "parse_size",
+    "retirement_notice",
+    "rules_for",
+    "unknown_model_note",
 ]

@@ -5,17 +5,26 @@ The MCP tools' parameters (`mcp_server.tools.params`), the service's `ImageOptio
 so a value, a bound or a default changes here and nowhere else. A choice's values are its
 `Literal`'s arguments, so the static type and the runtime table cannot disagree.
 
-To add an option, or a new kind of rule (e.g. sizes as `WIDTHxHEIGHT` within per-model limits),
-extend `OptionSpec` and `accepts`, then add the spec to `IMAGE_OPTIONS`.
+An option is a choice (`values`), an integer range (`bounds`) or a string form (`pattern`: `size`,
+`auto` or `WIDTHxHEIGHT`). These are what every model accepts; each model's own, narrower rules (which
+sizes, which qualities, input_fidelity) are in `mcp_server.protocol.models`.
+
+To add an option, or a new kind of rule, extend `OptionSpec` and `accepts`, then add the spec to
+`IMAGE_OPTIONS`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar, get_args
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar, get_args
 
-Size = Literal["auto", "1024x1024", "1536x1024", "1024x1536"]
-Quality = Literal["auto", "low", "medium", "high"]
+from .models import SIZE_PATTERN
+
+Size: TypeAlias = str
+"""`auto` or `WIDTHxHEIGHT` (`SIZE_PATTERN`); which sizes a model takes is its own rule (`models`)."""
+Quality = Literal["auto", "low", "medium", "high", "xhigh", "max"]
+"""Every quality any model takes; `xhigh` and `max` only the 2.5 models (`models.ALL_QUALITIES`)."""
 OutputFormat = Literal["png", "jpeg", "webp"]
 Background = Literal["auto", "transparent", "opaque"]
 Moderation = Literal["auto", "low"]
@@ -29,7 +38,8 @@ T = TypeVar("T")
 class OptionSpec(Generic[T]):
     """One option of the `image_generation` tool.
 
-    A choice has `values`; an integer has inclusive `bounds`. `default` is what this project's tools
+    A choice has `values`; an integer has inclusive `bounds`; a string form has a `pattern` (a regular
+    expression it must match, as in JSON Schema). `default` is what this project's tools
     use when the caller gives nothing (None: the option is left out of the request). `service_default`
     is what the service assumes, and echoes, for a left-out option when that differs from `default`.
     """
@@ -40,10 +50,11 @@ class OptionSpec(Generic[T]):
     values: tuple[str, ...] = ()
     bounds: tuple[int, int] | None = None
     service_default: str | int | None = None
+    pattern: str | None = None
 
     def __post_init__(self) -> None:
-        if bool(self.values) == (self.bounds is not None):
-            raise ValueError(f"option {self.name!r} needs either values or bounds, not both")
+        if [bool(self.values), self.bounds is not None, self.pattern is not None].count(True) != 1:
+            raise ValueError(f"option {self.name!r} needs exactly one of values, bounds or pattern")
         for value in (self.default, self.service_default):
             if value is not None and not self.accepts(value):
                 raise ValueError(f"option {self.name!r}: its default {value!r} is not one of its values")
@@ -54,7 +65,9 @@ class OptionSpec(Generic[T]):
         return self.default if self.service_default is None else self.service_default
 
     def accepts(self, value: object) -> bool:
-        """Whether the service takes `value` (None, "left out", is the caller's concern)."""
+        """Whether the service takes `value` from any model (None, "left out", is the caller's concern)."""
+        if self.pattern is not None:
+            return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
         if self.bounds is None:
             return isinstance(value, str) and value in self.values
         low, high = self.bounds
@@ -62,10 +75,19 @@ class OptionSpec(Generic[T]):
 
 
 SIZE: Final[OptionSpec[Size]] = OptionSpec(
-    "size", "Width x height; auto lets the model choose.", "auto", get_args(Size)
+    "size",
+    "auto (the model chooses) or WIDTHxHEIGHT. Every model: 1024x1024 (square, fastest), 1536x1024 "
+    "(landscape), 1024x1536 (portrait). gpt-image-2 (and the 2.5 models) also take other sizes, e.g. "
+    "2048x1152 or 3840x2160: both edges multiples of 16, long edge at most 3840, aspect ratio at most 3:1, "
+    "655,360 to 8,294,400 pixels; above 2560x1440 is experimental.",
+    "auto",
+    pattern=SIZE_PATTERN,
 )
 QUALITY: Final[OptionSpec[Quality]] = OptionSpec(
-    "quality", "Rendering quality; low is fastest.", "auto", get_args(Quality)
+    "quality",
+    "Rendering quality; low is fastest. xhigh and max only on gpt-image-2.5-sunburst and gpt-image-2.5-flare.",
+    "auto",
+    get_args(Quality),
 )
 OUTPUT_FORMAT: Final[OptionSpec[OutputFormat]] = OptionSpec(
     "output_format", "File format of the image.", "png", get_args(OutputFormat)
@@ -84,7 +106,7 @@ PARTIAL_IMAGES: Final[OptionSpec[int]] = OptionSpec(
 )
 INPUT_FIDELITY: Final[OptionSpec[InputFidelity | None]] = OptionSpec(
     "input_fidelity",
-    "high keeps faces, logos and details of the inputs more faithfully (slower).",
+    "high keeps faces, logos and details of the inputs more faithfully (slower). Not on gpt-image-1-mini.",
     None,
     get_args(InputFidelity),
 )

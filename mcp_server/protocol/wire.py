@@ -161,7 +161,7 @@ class IncompleteDetails(WireModel):
 
 
 class ImageGenerationCall(WireModel):
-    """An `image_generation_call` output item. Only `result` matters; the rest is optional on Azure."""
+    """An `image_generation_call` item: only a non-null `result` is an image, whatever `status` says (§4, §5.2)."""
 
     type: Literal["image_generation_call"] = "image_generation_call"
     id: str
@@ -172,6 +172,9 @@ class ImageGenerationCall(WireModel):
     quality: str | None = None
     background: str | None = None
     output_format: str | None = None
+    action: str | None = None
+    agent_reference: AgentReference | None = None
+    response_id: str | None = None
     error: ResponseError | None = None
 
 
@@ -179,6 +182,7 @@ class Response(WireModel):
     id: str
     object: str = "response"
     created_at: float = 0
+    completed_at: float | None = None
     status: str | None = None
     background: bool | None = None
     error: ResponseError | None = None
@@ -188,6 +192,7 @@ class Response(WireModel):
     agent_reference: AgentReference | None = None
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
+    content_filters: list[dict[str, Any]] | None = None  # Azure: absent, null or an array (§4)
 
     def image_calls(self) -> list[ImageGenerationCall]:
         return [ImageGenerationCall.model_validate(item) for item in self.output if is_image_call(item)]
@@ -225,10 +230,13 @@ class ErrorDetail(WireModel):
     details: list[dict[str, Any]] | None = None
     additional_info: dict[str, Any] | None = Field(default=None, alias="additionalInfo")
     innererror: dict[str, Any] | None = None
+    moderation_details: dict[str, Any] | None = None  # {moderation_stage, categories} (§4.1)
+    content_filters: list[dict[str, Any]] | None = None  # [{blocked, source_type, content_filter_results}] (§4.1)
 
 
 class ErrorBody(WireModel):
     error: ErrorDetail
+    content_filters: list[dict[str, Any]] | None = None
 
 
 # ---------------------------------------------------------------- stream events
@@ -255,3 +263,35 @@ class PartialImageEvent(StreamEvent):
     quality: str | None = None
     background: str | None = None
     output_format: str | None = None
+
+
+# ---------------------------------------------------------------- deployments
+
+DEPLOYMENTS_API_VERSION: Final = "v1"
+"""`api-version` of the project's deployments API (foundry-protocol.md §1.6)."""
+
+
+class DeploymentSku(WireModel):
+    name: str | None = None
+    capacity: int | None = None
+
+
+class Deployment(WireModel):
+    """One deployment of the project, `GET /deployments/{name}` (§1.6). Image models report `capabilities: {}`,
+    so they are told apart by `model_name`, never by capabilities."""
+
+    name: str
+    type: str = "ModelDeployment"
+    model_name: str | None = Field(default=None, alias="modelName")
+    model_version: str | None = Field(default=None, alias="modelVersion")
+    model_publisher: str | None = Field(default=None, alias="modelPublisher")
+    capabilities: dict[str, Any] = Field(default_factory=dict[str, Any])
+    sku: DeploymentSku | None = None
+    connection_name: str | None = Field(default=None, alias="connectionName")
+
+
+class DeploymentList(WireModel):
+    """One page of `GET /deployments`: the list key is `value`; `nextLink` is absent on the last page."""
+
+    value: list[Deployment] = Field(default_factory=list[Deployment])
+    next_link: str | None = Field(default=None, alias="nextLink")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
+from mcp_server.config import IMAGE_VAR
 from mcp_server.errors import InvalidInputError
 from mcp_server.foundry.agents import AgentVersionRef
 from mcp_server.images.preview import Preview
@@ -33,6 +35,8 @@ from mcp_server.protocol import (
     OutputFormat,
     Quality,
     Size,
+    find_violation,
+    retirement_notice,
 )
 from mcp_server.service.edit_inputs import InputUsage
 
@@ -82,25 +86,35 @@ class ImageOptions:
     partial_images: int = PARTIAL_IMAGES.default
     input_fidelity: InputFidelity | None = INPUT_FIDELITY.default
 
-    def check(self, image_deployment: str) -> None:
-        """Refuse combinations the service rejects, before any upstream call."""
+    def check(self, model: str, *, today: date | None = None) -> None:
+        """Refuse what the image deployment's model `model` (its `modelName`) rejects, before any upstream
+        call: a retired model, then each model rule (`mcp_server.protocol.models`), then the format
+        combinations. An unknown model is checked against the most permissive known rules."""
+        problem = self.problem(model, today=today)
+        if problem is not None:
+            raise problem
+
+    def problem(self, model: str, *, today: date | None = None) -> InvalidInputError | None:
+        """What `check` would raise, or None; `today` (UTC by default) decides retirement."""
+        retired = retirement_notice(model, today or datetime.now(UTC).date())
+        if retired is not None:
+            return InvalidInputError(f"{retired} and set {IMAGE_VAR} to its deployment name.")
+        violation = find_violation(model, asdict(self))
+        if violation is not None:
+            return InvalidInputError(violation.message)
         if self.background == "transparent" and self.output_format not in TRANSPARENT_FORMATS:
-            raise InvalidInputError(
+            return InvalidInputError(
                 f"background='transparent' needs output_format {_either(TRANSPARENT_FORMATS)}, "
                 f"not '{self.output_format}'.",
                 hint="Use output_format='png' (or 'webp') for a transparent background, or background='opaque'.",
             )
         if self.output_compression is not None and self.output_format not in COMPRESSED_FORMATS:
-            raise InvalidInputError(
+            return InvalidInputError(
                 f"output_compression only applies to {_either(COMPRESSED_FORMATS, 'and')} output; "
                 f"{self.output_format.upper()} is lossless.",
                 hint="Leave output_compression out, or choose output_format='jpeg' or 'webp'.",
             )
-        if self.input_fidelity is not None and "mini" in image_deployment.lower():
-            raise InvalidInputError(
-                f"input_fidelity is not supported by the image deployment '{image_deployment}' (gpt-image-1-mini).",
-                hint="Leave input_fidelity out, or set AZURE_AI_IMAGE_DEPLOYMENT_NAME to a gpt-image-1 deployment.",
-            )
+        return None
 
     def tool(self, image_deployment: str, *, edit: bool = False, mask: ImageMask | None = None) -> ImageGenerationTool:
         return ImageGenerationTool(

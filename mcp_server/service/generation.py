@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mcp_server.errors import FoundryImageError, InvalidInputError, NotFoundError, ServiceRefusedError
+from mcp_server.errors import FoundryImageError, InvalidInputError, NotFoundError
 from mcp_server.foundry.agents import AgentRegistry, AgentVersionRef
 from mcp_server.foundry.files import upload_file
 from mcp_server.foundry.http import FoundryHttp
@@ -35,6 +35,7 @@ from mcp_server.service.calls import (
     always,
     no_progress,
 )
+from mcp_server.service.deployments import DeploymentResolver, ResolvedDeployments
 from mcp_server.service.edit_inputs import InputUsage, image_parts, usage
 from mcp_server.service.lifecycle import RunLifecycle
 from mcp_server.service.pending import PendingGenerations
@@ -49,7 +50,7 @@ class ImageService:
         http: FoundryHttp,
         registry: AgentRegistry,
         *,
-        model_deployment: str,
+        deployments: DeploymentResolver,
         jobs: BackgroundJobs,
         run_settings: RunSettings | None = None,
         partials: PartialPreviews | None = None,
@@ -61,10 +62,7 @@ class ImageService:
         runner = ResponseRunner(ResponsesClient(http), run_settings)
         self._pending = PendingGenerations(runner, jobs)
         self._runs = RunLifecycle(runner, self._pending, self.partials, max_concurrent)
-        self._image_deployment = http.image_deployment
-        self._model_deployment = model_deployment
-        self._masks_via_agent = True
-        """False once Foundry refused a mask placeholder in an agent version: masked edits then go direct."""
+        self._deployments = deployments
 
     async def generate(
         self,
@@ -74,9 +72,9 @@ class ImageService:
         progress: ProgressCallback = no_progress,
         client_cancelled: CancelCheck = always,
     ) -> GeneratedImage:
-        self._check(prompt, options)
+        resolved = await self._prepare(prompt, options)
         call = Call(prompt, options, Progress(progress), store, client_cancelled)
-        return await self._finish(*await self._run(call), call)
+        return await self._finish(*await self._run(call, resolved), call)
 
     async def edit(
         self,
@@ -88,7 +86,7 @@ class ImageService:
         progress: ProgressCallback = no_progress,
         client_cancelled: CancelCheck = always,
     ) -> GeneratedImage:
-        self._check(prompt, options)
+        resolved = await self._prepare(prompt, options)
         tracker = Progress(progress)
         await tracker.at(0, "Preparing the inputs")
         parent = _parent_of(images[0], store)
@@ -114,7 +112,7 @@ class ImageService:
             parent=parent,
         )
         try:
-            return await self._finish(*await self._run(call), call)
+            return await self._finish(*await self._run(call, resolved), call)
         except NotFoundError as exc:
             if parent is None or not requests.is_previous_response_error(exc):
                 raise
@@ -122,51 +120,46 @@ class ImageService:
         logger.info("Response %s is gone; sending the parent image's bytes instead", parent.response_id)
         parts, used = await image_parts(images, self._upload)
         call = replace(call, parts=tuple(parts), previous_response_id=None, inputs=(*used, *mask_usage))
-        return await self._finish(*await self._run(call), call)
+        return await self._finish(*await self._run(call, resolved), call)
 
     async def resume_pending(self, stores: Sequence[ImageStore]) -> None:
         """Finish, in the background, the generations a previous run of the server left in flight."""
         await self._pending.resume(stores)
 
-    def _check(self, prompt: str, options: ImageOptions) -> None:
+    async def _prepare(self, prompt: str, options: ImageOptions) -> ResolvedDeployments:
+        """Check the call, find the deployments it uses (once per process), and check its options against
+        the image model. The image deployment goes into the Responses calls' deployment header from then on."""
         if not prompt.strip():
             raise InvalidInputError("The prompt is empty.", hint="Describe the image to generate or the edit to make.")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidInputError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters; shorten it.")
-        options.check(self._image_deployment)
+        resolved = await self._deployments.resolve()
+        self._http.image_deployment = resolved.image_deployment
+        options.check(resolved.image_model)
+        return resolved
 
     async def _upload(self, image: ResolvedImage) -> str:
         assert image.data is not None and image.output_format is not None
         extension = {"jpeg": "jpg"}.get(image.output_format, image.output_format)
         return await upload_file(self._http, image.data, f"{image.label}.{extension}", image.mime_type or "")
 
-    async def _run(self, call: Call) -> tuple[Response, AgentVersionRef]:
+    async def _run(self, call: Call, resolved: ResolvedDeployments) -> tuple[Response, AgentVersionRef]:
         """Run `call` through its agent version, recreating a version the service lost (once), or directly."""
         await call.progress.at(0, "Preparing the image agent")
-        if call.mask_file_id and not self._masks_via_agent:
-            return await self._runs.send(self._direct_request(call), call, requests.DIRECT), requests.DIRECT
+        if call.mask_file_id:  # an agent version cannot bind a mask per call (see `requests`): go direct at once
+            return await self._runs.send(_direct(call, resolved), call, requests.DIRECT), requests.DIRECT
+        registry = self._registry.using(resolved.model_deployment)
         for attempt in (1, 2):
             ref: AgentVersionRef | None = None
             try:
-                ref = await requests.version_for(self._registry, call, self._image_deployment)
+                ref = await requests.version_for(registry, call, resolved.image_deployment)
                 return await self._runs.send(requests.agent_request(call, ref), call, ref), ref
             except NotFoundError as exc:
                 if attempt == 2 or ref is None or not requests.is_version_gone(exc):
                     raise
                 logger.warning("Agent version %s:%s is gone; recreating it", ref.name, ref.version)
-                self._registry.forget(ref)
-            except ServiceRefusedError as exc:
-                if not (call.mask_file_id and requests.is_placeholder_refusal(exc)):
-                    raise
-                logger.warning("Foundry refused a mask placeholder in the agent; sending masked edits directly.")
-                self._masks_via_agent = False
-                return await self._runs.send(self._direct_request(call), call, requests.DIRECT), requests.DIRECT
+                registry.forget(ref)
         raise AssertionError("unreachable")
-
-    def _direct_request(self, call: Call) -> CreateResponseRequest:
-        return requests.direct_request(
-            call, image_deployment=self._image_deployment, model_deployment=self._model_deployment
-        )
 
     async def _finish(self, response: Response, ref: AgentVersionRef, call: Call) -> GeneratedImage:
         try:
@@ -179,6 +172,13 @@ class ImageService:
         preview = await preview_of(image.data)
         await call.progress.at(100, f"Saved {record.file_name}")
         return GeneratedImage(record=record, preview=preview, inputs=call.inputs, parent=call.parent)
+
+
+def _direct(call: Call, resolved: ResolvedDeployments) -> CreateResponseRequest:
+    """`call` as a direct Responses call (no agent), on the resolved deployments."""
+    return requests.direct_request(
+        call, image_deployment=resolved.image_deployment, model_deployment=resolved.model_deployment
+    )
 
 
 def _parent_of(image: ResolvedImage, store: ImageStore) -> Parent | None:

@@ -62,7 +62,9 @@ class RunLifecycle:
         async def on_partial(event: PartialImageEvent) -> None:
             number = event.partial_image_index + 1
             uri = self._partials.reserve(started.response_id or event.item_id, event.partial_image_index)
-            await call.progress.at(5 + 85 * number / (partials + 1), f"Partial image {number} of {partials}: {uri}")
+            # Azure may send a partial image nobody asked for (protocol §5.2): then there is no total to name.
+            label = f"Partial image {number} of {partials}" if number <= partials else f"Partial image {number}"
+            await call.progress.at(5 + 85 * number / (max(partials, number) + 1), f"{label}: {uri}")
             await render_partial(self._partials, uri, event.partial_image_b64)
 
         return RunHooks(on_started=on_started, on_partial=on_partial, on_heartbeat=call.progress.tick)

@@ -52,7 +52,8 @@ class PendingGenerations:
         with anyio.fail_after(self._runner.settings.timeout):
             response = await self._runner.wait(response_id)
         if not any(is_image_call(item) and item.get("result") for item in response.output):
-            logger.info("Generation %s ended %s without an image", response_id, response.status)
+            # Also a completed response whose image the service no longer holds (`result: null`, protocol §4).
+            logger.warning("Generation %s ended %s without image data", response_id, response.status)
             store.drop_pending(response_id)
             return
         metadata = {key: record.get(key) for key in PROVENANCE_KEYS}

@@ -1,9 +1,10 @@
 """The tools' parameters, built from the option table in `mcp_server.protocol`.
 
-Both tools take the same seven image options. A tool function takes them as one
-`options: ImageOptions` keyword; `with_image_options` presents it to MCP with one flat parameter
-per option instead, so that both input schemas list the same names, types, enums, bounds,
-defaults and descriptions, written once.
+Both tools take the same seven image options. A tool function takes them as one `options: ImageOptions`
+keyword; `with_image_options` presents it to MCP with one flat parameter per option instead, so that
+both input schemas list the same names, types, enums, bounds, patterns, defaults and descriptions,
+written once. The schemas hold what any model accepts; each model's own rules (which sizes, which
+qualities) are checked by the service against the deployment's model.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ R = TypeVar("R")
 
 
 def option_param(spec: OptionSpec[Any]) -> Any:
-    """The type of a tool parameter for `spec`: its enum or strict integer range, nullable when it has no
-    default, with its description."""
-    kind: Any = cast(Any, Literal)[spec.values] if spec.values else int
+    """The type of a tool parameter for `spec`: its enum, strict integer range or string pattern, nullable
+    when it has no default, with its description."""
+    kind: Any = cast(Any, Literal)[spec.values] if spec.values else str if spec.pattern is not None else int
     if spec.default is None:
         kind = kind | None
+    if spec.pattern is not None:
+        return Annotated[kind, Field(pattern=spec.pattern, description=spec.description)]
     if spec.bounds is None:
         return Annotated[kind, Field(description=spec.description)]
     low, high = spec.bounds

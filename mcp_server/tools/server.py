@@ -27,6 +27,7 @@ from mcp_server import __version__
 from mcp_server.config import Settings
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth
+from mcp_server.foundry.deployments import DeploymentsClient
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
@@ -35,6 +36,7 @@ from mcp_server.images.store import URI_TEMPLATE, image_id_from_uri
 from mcp_server.images.stores import Stores
 from mcp_server.inputs import UrlFetcher
 from mcp_server.service.background import BackgroundJobs
+from mcp_server.service.deployments import DeploymentResolver
 from mcp_server.service.generation import ImageService
 from mcp_server.tools.icons import icon
 from mcp_server.tools.params import tool_annotations
@@ -46,7 +48,8 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 EMULATOR_NOTE = "Rendered by the local Foundry emulator, not by Azure."
 
 INSTRUCTIONS = """\
-Generates images with Azure AI Foundry (gpt-image-1 through a Foundry agent).
+Generates images with Azure AI Foundry: the deployed GPT image model (gpt-image-2, gpt-image-1.5
+or gpt-image-1-mini) through a Foundry agent.
 Use generate_image to create a new image from a text description, and edit_image to change
 existing images ("make the sky orange", combine references, repaint a masked area).
 Each result has an inline preview, a resource_link (foundry-image://images/<id>) whose
@@ -55,7 +58,9 @@ To edit an image this server made, pass its foundry-image:// URI in `images`: th
 continues the earlier conversation. Other images can be passed as a file path or file://
 URI in an allowed directory, an https URL, a data: URL or base64, or a Foundry file id.
 Describe subject, style, composition and any text to render in the prompt; choose size
-1536x1024 for landscape and 1024x1536 for portrait; background='transparent' needs png or webp.
+1536x1024 for landscape and 1024x1536 for portrait (gpt-image-2 also takes sizes such as
+2048x1152 or 3840x2160); background='transparent' needs png or webp. An option the deployed
+model does not support is refused before any call, with the reason and one that works.
 """
 
 
@@ -164,8 +169,11 @@ async def app_state(
         lambda: build_client(
             settings.endpoint, auth, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
         ),
-        image_deployment=settings.image_deployment,
         retry=retry,
+    )
+    # Found at the first tool call, never here: the handshake must not wait on Foundry.
+    deployments = DeploymentResolver(
+        DeploymentsClient(http), image_deployment=settings.image_deployment, model_deployment=settings.model_deployment
     )
     async with (
         UrlFetcher(trusted_hosts=settings.trusted_url_hosts) as fetcher,
@@ -174,8 +182,8 @@ async def app_state(
         jobs = BackgroundJobs(background)
         service = ImageService(
             http,
-            AgentRegistry(http, settings.agent_name, settings.model_deployment),
-            model_deployment=settings.model_deployment,
+            AgentRegistry(http, settings.agent_name),
+            deployments=deployments,
             max_concurrent=settings.max_concurrent,
             jobs=jobs,
             run_settings=RunSettings(

@@ -102,10 +102,12 @@ def client_roots(ctx: ToolContext, images: list[str], mask: str | None = None) -
 async def generate_image(
     prompt: GeneratePrompt, *, options: ImageOptions, ctx: ToolContext
 ) -> Annotated[CallToolResult, ImageResult]:
-    """Generate a new image from a text prompt with gpt-image-1 on Azure AI Foundry.
+    """Generate a new image from a text prompt with the image model deployed on Azure AI Foundry
+    (gpt-image-2, gpt-image-1.5 or gpt-image-1-mini).
 
     Returns an inline preview, a resource link to the full-resolution file (read it with
-    resources/read), the saved file path, and structured metadata.
+    resources/read), the saved file path, and structured metadata. An option the deployed model
+    does not take (a size, a quality) is refused before any call, naming one that works.
     """
     state = ctx.request_context.lifespan_context
     try:
@@ -128,10 +130,12 @@ async def edit_image(
     roots: Annotated[ListRootsResult, Resolve(client_roots)],
     ctx: ToolContext,
 ) -> Annotated[CallToolResult, ImageResult]:
-    """Edit or combine images with gpt-image-1 on Azure AI Foundry, optionally inside a mask.
+    """Edit or combine images with the image model deployed on Azure AI Foundry, optionally inside
+    a mask.
 
     Returns the edited image like generate_image does, plus the inputs used and the parent
-    image when the first input was an image from this server.
+    image when the first input was an image from this server. Options are checked against the
+    deployed model like generate_image's (input_fidelity: not on gpt-image-1-mini).
     """
     options = dataclasses.replace(options, input_fidelity=input_fidelity)
     state = ctx.request_context.lifespan_context
