@@ -18,7 +18,7 @@ from mcp_server.emulator import EmulatorConfig, RecordedRequest, RunningEmulator
 from .common import children_running, server_params
 
 RESPONSES_SUFFIX = "/openai/v1/responses"
-FORWARDED_HEADERS = ("api-key", "x-ms-oai-image-generation-deployment", "accept", "content-type")
+FORWARDED_HEADERS = ("api-key", "authorization", "x-ms-oai-image-generation-deployment", "accept", "content-type")
 
 
 @dataclass

@@ -1,17 +1,26 @@
-"""`foundry-image-mcp doctor` as a user runs it: a subprocess, configured by its environment, against the emulator."""
+"""`foundry-image-mcp doctor` as a user runs it, configured by its environment, against the emulator.
+
+The command runs in this process (`cli.main(["doctor", ...])` with the environment replaced and stdout
+captured), which is the same code path as the console script; one test runs it as a real subprocess.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 import socket
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from helpers import token_endpoint
 
+from mcp_server.cli import main as cli
 from mcp_server.cli.doctor import diagnose
 from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
@@ -62,6 +71,19 @@ def parse_table(stdout: str) -> dict[str, Row]:
 
 
 def doctor(env: dict[str, str], *args: str) -> Run:
+    """`foundry-image-mcp doctor ARGS` in this process, with exactly `env` as its environment."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out), redirect_stderr(err):
+        code = cli.main(["doctor", *args])
+    stdout, stderr = out.getvalue(), err.getvalue()
+    assert "Traceback" not in stdout + stderr, stdout + stderr
+    rows = parse_table(stdout)
+    assert list(rows) == CHECKS, stdout
+    return Run(code, rows, stdout, stderr)
+
+
+def doctor_process(env: dict[str, str], *args: str) -> Run:
+    """The same, as the console script runs it: a subprocess."""
     done = subprocess.run(
         [sys.executable, "-m", "mcp_server", "doctor", *args],
         env=env,
@@ -102,7 +124,7 @@ def dead_loopback_endpoint() -> str:
 def test_all_checks_pass_with_an_api_key_and_a_second_run_reuses_the_agent_version(tmp_path: Path) -> None:
     with start_emulator(EmulatorConfig(accepted_api_keys=frozenset({KEY}))) as emu:
         env = environment(tmp_path, emu.endpoint)
-        first = doctor(env)
+        first = doctor_process(env)
         second = doctor(env)
         assert emu.state.count("POST", VERSIONS) == 1
         assert emu.state.count("POST", RESPONSES) == 0, "without --live nothing is generated"
@@ -226,7 +248,7 @@ def test_an_endpoint_nothing_listens_on_is_unreachable(tmp_path: Path) -> None:
 
 
 def test_no_credential_fails_credentials_and_skips_what_needs_one(tmp_path: Path) -> None:
-    with token_endpoint(status=500) as identity, start_emulator(EmulatorConfig()) as emu:
+    with token_endpoint(status=400) as identity, start_emulator(EmulatorConfig()) as emu:
         run = doctor(environment(tmp_path, emu.endpoint, api_key=None, **identity.env))
         assert identity.calls, "the managed identity endpoint was asked"
         assert emu.state.requests == [], "nothing is sent to Foundry without a credential"

@@ -229,18 +229,19 @@ async def test_bad_inputs_are_refused_with_a_clear_message_and_no_upstream_call(
     ]
 
 
-async def test_input_fidelity_reaches_the_agent_version_and_is_refused_where_unsupported(
-    emulator: RunningEmulator, tmp_path: Path
-) -> None:
+async def test_input_fidelity_reaches_the_agent_version_and_is_refused_where_unsupported(tmp_path: Path) -> None:
     (tmp_path / "photo.png").write_bytes(png())
     arguments = {"prompt": "keep the face", "images": ["photo.png"], "input_fidelity": "high"}
-    mini = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-1-mini"})
-    with anyio.fail_after(TIMEOUT):
+    project = {"gpt-4.1": "gpt-4.1", "gpt-image-2": "gpt-image-2", "mini": "gpt-image-1-mini"}
+    with start_emulator(EmulatorConfig(deployments=project)) as emulator, anyio.fail_after(TIMEOUT):
+        mini = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "mini"})
         async with Client(mini) as client:
             refused = await client.call_tool("edit_image", arguments)
         assert refused.is_error and "input_fidelity" in text_of(refused) and "gpt-image-1-mini" in text_of(refused)
-        assert emulator.state.requests == []
-        async with Client(server_params(emulator.endpoint, tmp_path)) as client:
+        # The deployment's model was looked up; nothing was sent to the agents or responses routes.
+        assert {r.path.split("/")[4] for r in emulator.state.requests} == {"deployments"}
+        two = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-2"})
+        async with Client(two) as client:
             ok(await client.call_tool("edit_image", arguments))
-    (version,) = emulator.state.agent_versions("foundry-image-mcp")
+        (version,) = emulator.state.agent_versions("foundry-image-mcp")
     assert version.definition["tools"][0]["input_fidelity"] == "high"

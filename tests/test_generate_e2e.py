@@ -17,6 +17,7 @@ from PIL import Image
 
 from mcp_server.emulator import RunningEmulator
 from mcp_server.images.store import URI_TEMPLATE
+from mcp_server.protocol.models import SIZE_PATTERN
 
 pytestmark = pytest.mark.anyio
 AGENT = "foundry-image-mcp"
@@ -64,7 +65,7 @@ async def test_generate_image_stores_the_exact_bytes_and_every_option_reaches_th
     (tool,) = version.definition["tools"]
     assert tool == {
         "type": "image_generation",
-        "model": "gpt-image-1",
+        "model": "gpt-image-2",
         "size": "1536x1024",
         "quality": "low",
         "output_format": "jpeg",
@@ -76,8 +77,8 @@ async def test_generate_image_stores_the_exact_bytes_and_every_option_reaches_th
     assert post.json["agent_reference"] == {"type": "agent_reference", "name": AGENT, "version": version.version}
     assert post.json["store"] is True
     assert not {"tools", "temperature", "top_p", "text"} & set(post.json)
-    assert post.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-1"
-    assert post.headers["api-key"] == "test-key"
+    assert post.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-2"  # discovered: the project's only one
+    assert post.headers["authorization"] == "Bearer test-key"  # a key travels as a bearer on /openai/v1
     assert (meta["agent_name"], meta["agent_version"]) == (AGENT, version.version)
 
 
@@ -170,8 +171,9 @@ async def test_the_tool_schema_carries_enums_bounds_annotations_and_an_output_sc
     props = tool.input_schema["properties"]
     assert tool.input_schema["required"] == ["prompt"]
     assert (props["prompt"]["minLength"], props["prompt"]["maxLength"]) == (1, 32_000)
-    assert props["size"]["enum"] == ["auto", "1024x1024", "1536x1024", "1024x1536"]
-    assert props["quality"]["enum"] == ["auto", "low", "medium", "high"]
+    assert props["size"]["pattern"] == SIZE_PATTERN and "enum" not in props["size"]
+    assert "2048x1152" in props["size"]["description"] and "multiples of 16" in props["size"]["description"]
+    assert props["quality"]["enum"] == ["auto", "low", "medium", "high", "xhigh", "max"]
     assert props["output_format"]["enum"] == ["png", "jpeg", "webp"]
     assert props["background"]["enum"] == ["auto", "transparent", "opaque"]
     assert (props["partial_images"]["minimum"], props["partial_images"]["maximum"]) == (0, 3)

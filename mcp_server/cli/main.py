@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_server import __version__
+from mcp_server.emulator.fault_names import FAULTS
 from mcp_server.errors import ConfigurationError
 
 if TYPE_CHECKING:  # imported when needed: pydantic is not needed for --help or --version
@@ -62,9 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         type=_fault_spec,
         metavar="NAME[:COUNT]",
-        help="inject fault NAME into the next COUNT (default 1) responses creates; repeatable. Names: 429, "
-        "429-bare, 500, 502, 503, reset, reset-after-accept, stall, truncate-body, truncate-stream, filter-400, "
-        "filter-failed, filter-call, filter-incomplete, token-expired, forbidden-preview, deployment-missing",
+        help="inject fault NAME into the next COUNT (default 1) responses creates; repeatable. Names: "
+        + ", ".join(FAULTS),
     )
     emulator.add_argument(
         "--stall-seconds", type=float, default=30.0, help="how long the 'stall' fault holds an answer back"

@@ -160,6 +160,10 @@ class DeploymentResolver:
 
     def _as_given(self, refused: FoundryImageError) -> ResolvedDeployments:
         missing = [role for role in (IMAGE, ORCHESTRATOR) if not self._given[role.variable]]
+        if missing and refused.status == 401:
+            # With no names to fall back on, a rejected credential (401, unlike a 403 for this one API) is the
+            # problem to report: its hint says which key or identity to fix, and every other call would fail too.
+            raise refused
         if missing:
             why = f"HTTP {refused.status}{', ' + refused.upstream_code if refused.upstream_code else ''}"
             raise ConfigurationError(
