@@ -181,12 +181,18 @@ def declared_distributions() -> set[str]:
     return {_normalise(_requirement_name(requirement)) for requirement in project["dependencies"]}
 
 
+@cache
+def installed_packages() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@cache
 def distribution_of(module: str) -> str | None:
     """The installed distribution that provides `module` (None for the standard library)."""
     top = module.split(".")[0]
     if top in __import__("sys").stdlib_module_names:
         return None
-    candidates = importlib.metadata.packages_distributions().get(top)
+    candidates = installed_packages().get(top)
     assert candidates, f"no installed distribution provides {module!r}"
     if len(candidates) == 1:
         return candidates[0]
