@@ -1,4 +1,10 @@
-"""Shared test plumbing: launching the real server over stdio, and a local managed-identity endpoint."""
+"""Shared test plumbing: the real server in this process or as a subprocess, and local HTTP endpoints.
+
+Most tests drive the server in-process (`connect`: an `mcp.Client` on `build_server(...)`, configured by
+the same environment variables a client would set, with short retry delays). A subprocess (`server_params`,
+`RawStdioClient`, `HttpServer`) is only for tests whose subject is the process: the stdio and HTTP
+transports, the command line, leaving or crashing and restarting.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,10 +21,94 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from mcp import StdioServerParameters
+from mcp import Client, StdioServerParameters
+from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 
+from mcp_server.config import Settings
+from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from mcp_server.foundry.retry import RetryPolicy
+from mcp_server.tools.server import build_server
+
 MODES = ["auto", "legacy"]
+FAST_RETRY = RetryPolicy(base_delay=0.001, max_delay=0.01)
+"""The default policy (same attempts and deadline) without its back-off waits; a delay the service asks
+for (`retry-after`) is still honoured, as in production."""
+SERVER_VARIABLES = ("AZURE_AI_", "FOUNDRY_IMAGE_MCP_")
+
+
+_stopping: list[threading.Thread] = []
+
+
+def stop_later(running: RunningEmulator) -> None:
+    """Stop an emulator without waiting for it: uvicorn needs 0.1-0.2 s to notice, and nothing of this emulator
+    (its port, its state) is shared, so the next test need not wait. `finish_stopping` joins them all."""
+    thread = threading.Thread(target=running.stop, name=f"stop-emulator-{running.port}", daemon=True)
+    thread.start()
+    _stopping.append(thread)
+
+
+def finish_stopping(timeout: float = 30) -> None:
+    while _stopping:
+        _stopping.pop().join(timeout)
+
+
+@contextmanager
+def emulator_running(config: EmulatorConfig | None = None, *, port: int = 0) -> Iterator[RunningEmulator]:
+    """`start_emulator` as a context manager that does not wait for the emulator to stop."""
+    running = start_emulator(config or EmulatorConfig(), port=port)
+    try:
+        yield running
+    finally:
+        stop_later(running)
+
+
+def server_env(
+    endpoint: str, output_dir: Path, *, api_key: str | None = "test-key", extra_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment a client configures the server with."""
+    env = {
+        "AZURE_AI_PROJECT_ENDPOINT": endpoint,
+        "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1",
+        "FOUNDRY_IMAGE_MCP_OUTPUT_DIR": str(output_dir),
+    }
+    if api_key is not None:
+        env["AZURE_AI_API_KEY"] = api_key
+    env.update(extra_env or {})
+    return env
+
+
+def image_server(
+    endpoint: str,
+    output_dir: Path,
+    *,
+    api_key: str | None = "test-key",
+    extra_env: Mapping[str, str] | None = None,
+    retry: RetryPolicy | None = FAST_RETRY,
+) -> MCPServer[Any]:
+    """The real server, built in this process from the settings `server_env` describes."""
+    unread = sorted(name for name in extra_env or {} if not name.startswith(SERVER_VARIABLES))
+    if unread:
+        # Settings.load reads only the server's own variables; anything else (IDENTITY_ENDPOINT, ...) is read
+        # from os.environ by a library, so a test must set it there (monkeypatch; see the managed_identity fixture).
+        raise ValueError(f"{unread} are not server settings; set them with monkeypatch.setenv")
+    settings = Settings.load(environ=server_env(endpoint, output_dir, api_key=api_key, extra_env=extra_env))
+    return build_server(settings, retry=retry)
+
+
+def connect(
+    endpoint: str,
+    output_dir: Path,
+    *,
+    mode: str = "auto",
+    api_key: str | None = "test-key",
+    extra_env: Mapping[str, str] | None = None,
+    retry: RetryPolicy | None = FAST_RETRY,
+    **client_options: Any,
+) -> Client:
+    """An in-process `mcp.Client` (not yet entered) on a server configured by this environment."""
+    server = image_server(endpoint, output_dir, api_key=api_key, extra_env=extra_env, retry=retry)
+    return Client(server, mode=mode, **client_options)
 
 
 def server_params(
@@ -26,19 +116,11 @@ def server_params(
     output_dir: Path,
     *,
     api_key: str | None = "test-key",
-    extra_env: dict[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
     args: list[str] | None = None,
 ) -> StdioServerParameters:
-    """The real server as a subprocess, configured only by the environment we give it."""
-    env = {
-        "AZURE_AI_PROJECT_ENDPOINT": endpoint,
-        "AZURE_AI_MODEL_DEPLOYMENT_NAME": "gpt-4.1",
-        "FOUNDRY_IMAGE_MCP_OUTPUT_DIR": str(output_dir),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if api_key is not None:
-        env["AZURE_AI_API_KEY"] = api_key
-    env.update(extra_env or {})
+    """The real server as a subprocess over stdio, configured only by the environment we give it."""
+    env = {**server_env(endpoint, output_dir, api_key=api_key, extra_env=extra_env), "PYTHONUNBUFFERED": "1"}
     return StdioServerParameters(
         command=sys.executable, args=["-m", "mcp_server", *(args or ["serve", "--log-level", "WARNING"])], env=env
     )
@@ -90,7 +172,12 @@ def serving(server: ThreadingHTTPServer, handler: type[BaseHTTPRequestHandler]) 
 
 @dataclass
 class TokenEndpoint:
-    """An App Service style managed-identity endpoint (IDENTITY_ENDPOINT + IDENTITY_HEADER)."""
+    """An App Service style managed-identity endpoint (IDENTITY_ENDPOINT + IDENTITY_HEADER).
+
+    A failing answer (`status` other than 200) carries `Retry-After: 0.01`: azure-identity retries 5xx
+    answers (azure-core's policy: seconds of exponential back-off), and honours the endpoint's own delay
+    instead, so the retries still happen, without the wait.
+    """
 
     url: str
     secret: str
@@ -120,6 +207,7 @@ def token_endpoint(token: str = "token-from-managed-identity", status: int = 200
             if self.headers.get("X-IDENTITY-HEADER") != endpoint.secret or endpoint.status != 200:
                 body = json.dumps({"error": {"code": "Unauthorized", "message": "identity refused"}}).encode()
                 self.send_response(400 if endpoint.status == 200 else endpoint.status)
+                self.send_header("Retry-After", "0.01")
             else:
                 body = json.dumps(
                     {
@@ -215,10 +303,16 @@ class RawStdioClient:
     def call_tool(self, name: str, arguments: dict[str, Any], request_id: int = 2) -> None:
         self.send({"id": request_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
 
+    def close_stdin(self) -> None:
+        """Close stdin, as a client that exits does."""
+        assert self.process.stdin is not None
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
+
     def leave(self, timeout: float = 60) -> int:
         """Close stdin, as a client that exits does, and wait for the server to finish."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.close()
+        assert self.process.stdout is not None
+        self.close_stdin()
         code = self.process.wait(timeout=timeout)
         self.process.stdout.close()
         return code

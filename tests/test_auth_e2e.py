@@ -1,4 +1,8 @@
-"""Outbound auth through the real layers: api-key, and Entra ID via real azure-identity managed identity."""
+"""Outbound auth through the real layers: api-key, and Entra ID via real azure-identity managed identity.
+
+The server runs in-process; azure-identity reads its managed-identity endpoint from this process's
+environment, which the `managed_identity` fixture points at a loopback token endpoint.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,21 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import server_params, text_of, token_endpoint
-from mcp import Client
+from helpers import TokenEndpoint, connect, emulator_running, text_of
 
-from mcp_server.emulator import EmulatorConfig, start_emulator
+from mcp_server.emulator import EmulatorConfig
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 90
 
 
-async def test_entra_token_from_managed_identity_is_sent_and_cached(tmp_path: Path) -> None:
-    with (
-        token_endpoint() as identity,
-        start_emulator(EmulatorConfig(accepted_tokens=frozenset({identity.token}))) as emu,
-    ):
-        params = server_params(emu.endpoint, tmp_path, api_key=None, extra_env=identity.env)
+async def test_entra_token_from_managed_identity_is_sent_and_cached(
+    managed_identity: TokenEndpoint, tmp_path: Path
+) -> None:
+    identity = managed_identity
+    with emulator_running(EmulatorConfig(accepted_tokens=frozenset({identity.token}))) as emu:
         with anyio.fail_after(TIMEOUT):
-            async with Client(params) as client:
+            async with connect(emu.endpoint, tmp_path, api_key=None) as client:
                 first = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
                 second = await client.call_tool("generate_image", {"prompt": "a crane", "quality": "low"})
         assert not first.is_error, text_of(first)
@@ -35,12 +37,16 @@ async def test_entra_token_from_managed_identity_is_sent_and_cached(tmp_path: Pa
         assert not any("api-key" in r.headers for r in emu.state.requests)
 
 
-async def test_a_failing_identity_endpoint_gives_an_authentication_error_with_next_steps(tmp_path: Path) -> None:
-    with token_endpoint(status=500) as identity, start_emulator(EmulatorConfig()) as emu:
-        params = server_params(emu.endpoint, tmp_path, api_key=None, extra_env=identity.env)
+async def test_a_failing_identity_endpoint_gives_an_authentication_error_with_next_steps(
+    managed_identity: TokenEndpoint, tmp_path: Path
+) -> None:
+    identity = managed_identity
+    identity.status = 500
+    with emulator_running(EmulatorConfig()) as emu:
         with anyio.fail_after(TIMEOUT):
-            async with Client(params) as client:
+            async with connect(emu.endpoint, tmp_path, api_key=None) as client:
                 result = await client.call_tool("generate_image", {"prompt": "a heron"})
+        assert identity.calls and all(call["header"] == identity.secret for call in identity.calls)
         assert result.is_error
         assert result.structured_content is not None
         assert result.structured_content["error"]["code"] == "credential_unavailable"
@@ -50,11 +56,11 @@ async def test_a_failing_identity_endpoint_gives_an_authentication_error_with_ne
 
 
 async def test_api_key_is_sent_and_a_rejected_key_is_reported_without_leaking_it(tmp_path: Path) -> None:
-    with start_emulator(EmulatorConfig(accepted_api_keys=frozenset({"right-key"}))) as emu:
+    with emulator_running(EmulatorConfig(accepted_api_keys=frozenset({"right-key"}))) as emu:
         with anyio.fail_after(TIMEOUT):
-            async with Client(server_params(emu.endpoint, tmp_path / "ok", api_key="right-key")) as client:
+            async with connect(emu.endpoint, tmp_path / "ok", api_key="right-key") as client:
                 ok = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
-            async with Client(server_params(emu.endpoint, tmp_path / "bad", api_key="wrong-secret-value")) as client:
+            async with connect(emu.endpoint, tmp_path / "bad", api_key="wrong-secret-value") as client:
                 bad = await client.call_tool("generate_image", {"prompt": "a heron", "quality": "low"})
         assert not ok.is_error, text_of(ok)
         assert bad.is_error

@@ -10,13 +10,12 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from helpers import MODES, data_url_bytes, encode_image, server_params, static_server, text_of
-from mcp import Client
+from helpers import MODES, connect, data_url_bytes, emulator_running, encode_image, static_server, text_of
 from mcp.client.session import ClientRequestContext
 from mcp.types import CallToolResult, ListRootsResult, Root
 from PIL import Image
 
-from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from mcp_server.emulator import EmulatorConfig, RunningEmulator
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 90
@@ -73,8 +72,7 @@ async def test_each_input_form_reaches_the_service_with_its_exact_bytes(
             base64.b64encode(sources["e"]).decode(),
             web.base_url + "/img.png",
         ]
-        params = server_params(emulator.endpoint, out, extra_env=env)
-        async with Client(params, mode=mode, list_roots_callback=list_roots) as client:
+        async with connect(emulator.endpoint, out, mode=mode, extra_env=env, list_roots_callback=list_roots) as client:
             result = await client.call_tool("edit_image", {"prompt": "make it blue", "images": references})
     meta = ok(result)
     (post,) = responses_posts(emulator)
@@ -102,7 +100,7 @@ async def test_file_ids_pass_through_and_large_inputs_are_uploaded(emulator: Run
         )
     file_id = uploaded.json()["id"]
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path)) as client:
+        async with connect(emulator.endpoint, tmp_path) as client:
             result = await client.call_tool("edit_image", {"prompt": "sharpen", "images": [file_id, "big.png"]})
     meta = ok(result)
     (post,) = responses_posts(emulator)
@@ -119,7 +117,7 @@ async def test_a_follow_up_edit_continues_the_conversation_with_previous_respons
     emulator: RunningEmulator, tmp_path: Path, mode: str
 ) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+        async with connect(emulator.endpoint, tmp_path, mode=mode) as client:
             first = ok(await client.call_tool("generate_image", {"prompt": "a house on a hill", "quality": "low"}))
             second_result = await client.call_tool(
                 "edit_image", {"prompt": "now make the sky orange", "images": [first["uri"]]}
@@ -138,7 +136,7 @@ async def test_when_the_service_forgot_the_earlier_turn_the_image_bytes_are_sent
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path)) as client:
+        async with connect(emulator.endpoint, tmp_path) as client:
             first = ok(await client.call_tool("generate_image", {"prompt": "a boat", "quality": "low"}))
             async with httpx2.AsyncClient(base_url=emulator.endpoint + "/") as http:
                 deleted = await http.delete(
@@ -161,8 +159,8 @@ async def test_a_mask_goes_straight_to_a_direct_call_with_the_uploaded_mask(tmp_
     (tmp_path / "photo.png").write_bytes(png())
     (tmp_path / "mask.png").write_bytes(mask_png())
     arguments = {"prompt": "a window", "images": ["photo.png"], "mask": "mask.png"}
-    with start_emulator(EmulatorConfig(image_tool_placeholders=placeholders)) as emu, anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emu.endpoint, tmp_path)) as client:
+    with emulator_running(EmulatorConfig(image_tool_placeholders=placeholders)) as emu, anyio.fail_after(TIMEOUT):
+        async with connect(emu.endpoint, tmp_path) as client:
             first = ok(await client.call_tool("edit_image", arguments))
             second = ok(await client.call_tool("edit_image", {**arguments, "prompt": "a door"}))
         posts = responses_posts(emu)
@@ -212,7 +210,7 @@ async def test_bad_inputs_are_refused_with_a_clear_message_and_no_upstream_call(
         ]
         env = {"FOUNDRY_IMAGE_MCP_TRUSTED_URL_HOSTS": "127.0.0.1"}
         with anyio.fail_after(TIMEOUT):
-            async with Client(server_params(emulator.endpoint, out, extra_env=env)) as client:
+            async with connect(emulator.endpoint, out, extra_env=env) as client:
                 results = [await client.call_tool("edit_image", {"prompt": "edit", **args}) for args, _ in cases]
         assert web.hits == ["/to-private", "/to-metadata"]
     for (args, label), result in zip(cases, results, strict=True):
@@ -233,15 +231,15 @@ async def test_input_fidelity_reaches_the_agent_version_and_is_refused_where_uns
     (tmp_path / "photo.png").write_bytes(png())
     arguments = {"prompt": "keep the face", "images": ["photo.png"], "input_fidelity": "high"}
     project = {"gpt-4.1": "gpt-4.1", "gpt-image-2": "gpt-image-2", "mini": "gpt-image-1-mini"}
-    with start_emulator(EmulatorConfig(deployments=project)) as emulator, anyio.fail_after(TIMEOUT):
-        mini = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "mini"})
-        async with Client(mini) as client:
+    with emulator_running(EmulatorConfig(deployments=project)) as emulator, anyio.fail_after(TIMEOUT):
+        mini = {"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "mini"}
+        async with connect(emulator.endpoint, tmp_path, extra_env=mini) as client:
             refused = await client.call_tool("edit_image", arguments)
         assert refused.is_error and "input_fidelity" in text_of(refused) and "gpt-image-1-mini" in text_of(refused)
         # The deployment's model was looked up; nothing was sent to the agents or responses routes.
         assert {r.path.split("/")[4] for r in emulator.state.requests} == {"deployments"}
-        two = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-2"})
-        async with Client(two) as client:
+        two = {"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-2"}
+        async with connect(emulator.endpoint, tmp_path, extra_env=two) as client:
             ok(await client.call_tool("edit_image", arguments))
         (version,) = emulator.state.agent_versions("foundry-image-mcp")
     assert version.definition["tools"][0]["input_fidelity"] == "high"

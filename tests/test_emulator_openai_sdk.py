@@ -13,6 +13,7 @@ import anyio
 import httpx2
 import openai
 import pytest
+from helpers import emulator_running
 from openai import AsyncOpenAI
 from openai.types.responses import (
     Response,
@@ -24,7 +25,7 @@ from openai.types.responses import (
 from openai.types.responses.response_output_item import ImageGenerationCall
 from PIL import Image
 
-from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from mcp_server.emulator import EmulatorConfig, RunningEmulator
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +65,7 @@ def decode(b64: str) -> Image.Image:
 
 @pytest.fixture
 def slow_emulator() -> Iterator[RunningEmulator]:
-    with start_emulator(EmulatorConfig(latency=0.3)) as running:
+    with emulator_running(EmulatorConfig(latency=0.3)) as running:
         yield running
 
 
@@ -168,7 +169,7 @@ async def test_stream_resume_with_starting_after(emulator: RunningEmulator) -> N
 
 
 async def test_cancel_background_response() -> None:
-    with start_emulator(EmulatorConfig(latency=30)) as emulator:
+    with emulator_running(EmulatorConfig(latency=30)) as emulator:
         make_agent(emulator)
         async with client_for(emulator) as client:
             created = await client.responses.create(
@@ -248,9 +249,20 @@ async def test_legacy_agent_field_is_accepted_and_echoed_as_agent_reference(emul
 
 async def test_concurrent_generations_overlap() -> None:
     latency = 0.5
-    with start_emulator(EmulatorConfig(latency=latency)) as emulator:
+    with emulator_running(EmulatorConfig(latency=latency)) as emulator:
         make_agent(emulator)
         statuses: list[str | None] = []
+        most_in_progress = 0
+
+        def in_progress() -> int:
+            return sum(1 for stored in emulator.state.responses.values() if stored.status == "in_progress")
+
+        async def watch() -> None:
+            nonlocal most_in_progress
+            while True:
+                most_in_progress = max(most_in_progress, in_progress())
+                await anyio.sleep(0.005)
+
         async with client_for(emulator) as client:
 
             async def one(index: int) -> None:
@@ -260,13 +272,18 @@ async def test_concurrent_generations_overlap() -> None:
                 statuses.append(response.status)
 
             started = time.monotonic()
-            # Four generations one after another would need 4 x latency; the latency must not block the loop.
-            with anyio.fail_after(3 * latency):
-                async with anyio.create_task_group() as group:
-                    for index in range(4):
-                        group.start_soon(one, index)
+            # One after another, a generation would finish before the next began: the latency must not block
+            # the emulator's loop, so all four are in progress at once (seen, not timed: no bound on a busy CI).
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as watching:
+                    watching.start_soon(watch)
+                    async with anyio.create_task_group() as group:
+                        for index in range(4):
+                            group.start_soon(one, index)
+                    watching.cancel_scope.cancel()
             elapsed = time.monotonic() - started
     assert statuses == ["completed"] * 4
+    assert most_in_progress == 4
     assert elapsed >= latency
 
 
@@ -274,7 +291,7 @@ async def test_concurrent_generations_overlap() -> None:
 async def test_the_sdk_reads_both_image_stream_forms(openai_events: bool) -> None:
     """Azure's (the default: item "generating", no `image_generation_call.completed`, `obfuscation` on text
     deltas, `content_filters` on the Response) and api.openai.com's (protocol §5.2)."""
-    with start_emulator(EmulatorConfig(openai_image_events=openai_events)) as emulator:
+    with emulator_running(EmulatorConfig(openai_image_events=openai_events)) as emulator:
         make_agent(emulator, partial_images=1)
         async with client_for(emulator) as client:
             stream = await client.responses.create(

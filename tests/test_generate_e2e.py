@@ -1,4 +1,5 @@
-"""generate_image end to end: the real server over stdio, driven by mcp.Client, against the emulator."""
+"""generate_image end to end: the real server driven by mcp.Client (in-process, and over real stdio), against
+the emulator."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import anyio
 import jsonschema
 import pytest
-from helpers import MODES, parts, server_params, text_of
+from helpers import MODES, connect, parts, server_params, text_of
 from mcp import Client, MCPError
 from mcp.types import BlobResourceContents
 from PIL import Image
@@ -42,7 +43,7 @@ async def test_generate_image_stores_the_exact_bytes_and_every_option_reaches_th
         "moderation": "low",
     }
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+        async with connect(emulator.endpoint, tmp_path, mode=mode) as client:
             result = await client.call_tool("generate_image", arguments)
     assert not result.is_error, text_of(result)
     meta = result.structured_content
@@ -87,7 +88,7 @@ async def test_stored_images_are_listed_and_read_back_as_exact_bytes(
     emulator: RunningEmulator, tmp_path: Path, mode: str
 ) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+        async with connect(emulator.endpoint, tmp_path, mode=mode) as client:
             result = await client.call_tool(
                 "generate_image",
                 {"prompt": "a transparent sticker of a cat", "background": "transparent", "output_format": "webp"},
@@ -135,7 +136,7 @@ async def test_bad_arguments_are_refused_before_any_upstream_call(
     emulator: RunningEmulator, tmp_path: Path, mode: str
 ) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+        async with connect(emulator.endpoint, tmp_path, mode=mode) as client:
             results = [await client.call_tool("generate_image", arguments) for arguments in BAD_ARGUMENTS]
     for arguments, result in zip(BAD_ARGUMENTS, results, strict=True):
         assert result.is_error, arguments
@@ -149,7 +150,7 @@ async def test_the_tool_schema_carries_enums_bounds_annotations_and_an_output_sc
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path), mode="legacy") as client:
+        async with connect(emulator.endpoint, tmp_path, mode="legacy") as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             server_info = client.server_info
             instructions = client.instructions
@@ -209,7 +210,7 @@ async def test_partial_images_arrive_as_progress_before_the_result(
         seen.append((progress, total, message))
 
     with anyio.fail_after(TIMEOUT):
-        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+        async with connect(emulator.endpoint, tmp_path, mode=mode) as client:
             result = await client.call_tool(
                 "generate_image", {"prompt": "a paper boat", "partial_images": 2}, progress_callback=on_progress
             )
@@ -239,13 +240,13 @@ async def test_partial_images_arrive_as_progress_before_the_result(
 async def test_a_restarted_server_reuses_agent_versions_instead_of_creating_new_ones(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    params = server_params(emulator.endpoint, tmp_path)
     same = {"prompt": "a lighthouse", "size": "1024x1024", "quality": "low"}
-    with anyio.fail_after(TIMEOUT * 2):
-        async with Client(params) as client:
+    with anyio.fail_after(TIMEOUT):
+        async with connect(emulator.endpoint, tmp_path) as client:
             first = await client.call_tool("generate_image", same)
             again = await client.call_tool("generate_image", {**same, "prompt": "another lighthouse"})
-        async with Client(params, mode="legacy") as client:
+        # A new server: nothing of the first one's memory is left, only the service's agent versions.
+        async with connect(emulator.endpoint, tmp_path, mode="legacy") as client:
             after_restart = await client.call_tool("generate_image", same)
             other = await client.call_tool("generate_image", {**same, "quality": "high"})
     results = [first, again, after_restart, other]
@@ -259,12 +260,48 @@ async def test_a_restarted_server_reuses_agent_versions_instead_of_creating_new_
 async def test_an_unknown_image_deployment_is_an_error_that_names_the_setting(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    params = server_params(emulator.endpoint, tmp_path, extra_env={"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-9"})
+    env = {"AZURE_AI_IMAGE_DEPLOYMENT_NAME": "gpt-image-9"}
     with anyio.fail_after(TIMEOUT):
-        async with Client(params) as client:
+        async with connect(emulator.endpoint, tmp_path, extra_env=env) as client:
             result = await client.call_tool("generate_image", {"prompt": "a cat"})
     assert result.is_error
     assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in text_of(result)
     assert result.structured_content is not None
     assert result.structured_content["error"]["status"] in (400, 404)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_over_real_stdio_a_subprocess_configured_by_its_environment_generates_and_serves_images(
+    emulator: RunningEmulator, tmp_path: Path, mode: str
+) -> None:
+    """The stdio transport itself: `python -m mcp_server serve`, progress, errors and resources on the wire."""
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    with anyio.fail_after(TIMEOUT):
+        async with Client(server_params(emulator.endpoint, tmp_path), mode=mode) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            refused = await client.call_tool("generate_image", {"prompt": "x", "output_compression": 50})
+            result = await client.call_tool(
+                "generate_image", {"prompt": "a paper boat", "partial_images": 1}, progress_callback=on_progress
+            )
+            meta = result.structured_content
+            assert meta is not None and not result.is_error, text_of(result)
+            listed = await client.list_resources()
+            read = await client.read_resource(meta["uri"])
+    assert tools == {"generate_image", "edit_image"}
+    assert refused.is_error and (refused.structured_content or {})["error"]["code"] == "invalid_input"
+    assert [m.split(":")[0] for m in seen if m and m.startswith("Partial image")] == ["Partial image 1 of 1"]
+    image, link, _ = parts(result)
+    stored = Path(meta["path"]).read_bytes()
+    assert Path(meta["path"]).parent == tmp_path and stored == emulator.state.image_bytes(meta["response_id"])
+    assert link.uri == meta["uri"] and [r.uri for r in listed.resources] == [meta["uri"]]
+    (content,) = read.contents
+    assert isinstance(content, BlobResourceContents) and base64.b64decode(content.blob) == stored
+    with Image.open(io.BytesIO(base64.b64decode(image.data))) as preview:
+        assert max(preview.size) <= 512
+    (post,) = responses_posts(emulator)
+    assert post.headers["api-key"] == "test-key" and post.json["stream"] is True

@@ -1,4 +1,4 @@
-"""Property tests: thousands of generated arguments through a real MCP client into the real stdio server.
+"""Property tests: thousands of generated arguments through a real MCP client into the real server (in-process).
 
 Invalid arguments and hostile references must never crash the server, reach the service, read a
 file outside the allowed directories, or take more than a bounded time. The budget is fixed
@@ -17,14 +17,14 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import pytest
-from helpers import encode_image, server_params, text_of
+from helpers import connect, emulator_running, encode_image, text_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import CallToolResult
 from PIL import Image
 
-from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from mcp_server.emulator import EmulatorConfig, RunningEmulator
 
 CALL_SECONDS = 10.0
 CANARY = b"CANARY-SECRET-7f3a"
@@ -64,10 +64,12 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     (outside / "secret.txt").write_bytes(CANARY)
     (out / "escape.png").symlink_to(outside / "secret.png")
     (out / "ok.png").write_bytes(encode_image(Image.new("RGB", (64, 64), (9, 9, 9))))
-    with start_emulator(EmulatorConfig()) as emulator, anyio.from_thread.start_blocking_portal() as portal:
-        params = server_params(emulator.endpoint, out)
-        with portal.wrap_async_context_manager(Client(params)) as client:
-            yield Session(portal, client, emulator)
+    with (
+        emulator_running(EmulatorConfig()) as emulator,
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(connect(emulator.endpoint, out)) as client,
+    ):
+        yield Session(portal, client, emulator)
 
 
 def refused_quietly(session: Session, tool: str, arguments: Any) -> None:
