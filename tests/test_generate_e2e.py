@@ -304,4 +304,4 @@ async def test_over_real_stdio_a_subprocess_configured_by_its_environment_genera
     with Image.open(io.BytesIO(base64.b64decode(image.data))) as preview:
         assert max(preview.size) <= 512
     (post,) = responses_posts(emulator)
-    assert post.headers["api-key"] == "test-key" and post.json["stream"] is True
+    assert post.headers["authorization"] == "Bearer test-key" and post.json["stream"] is True
