@@ -91,3 +91,28 @@ async def test_a_refusing_deployments_api_works_with_names_given_and_explains_it
     text = text_of(refused)
     assert "refused (HTTP 403" in text and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in text, text
     assert "AZURE_AI_MODEL_DEPLOYMENT_NAME" in text
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_gpt_image_1_5_deployment_refuses_2048x1152_before_any_upstream_call(tmp_path: Path, mode: str) -> None:
+    project = {"gpt-4.1": "gpt-4.1", "img": "gpt-image-1.5"}
+    with start_emulator(EmulatorConfig(deployments=project)) as emu:
+        with anyio.fail_after(TIMEOUT):
+            async with Client(build_server(only_the_endpoint(emu, tmp_path)), mode=mode) as client:
+                wide = await client.call_tool("generate_image", {"prompt": "a wide harbour", "size": "2048x1152"})
+    assert wide.is_error and (wide.structured_content or {})["error"]["code"] == "invalid_input"
+    assert "gpt-image-1.5 supports 1024x1024, 1536x1024, 1024x1536 or auto; for 2048x1152 deploy gpt-image-2" in (
+        text_of(wide)
+    )
+    assert lookups(emu) == ["deployments"], "only the model was looked up"
+    assert [r.path for r in emu.state.requests if "/deployments" not in r.path] == []
+
+
+async def test_a_retired_gpt_image_1_deployment_is_refused_with_its_date_and_the_fix(tmp_path: Path) -> None:
+    project = {"gpt-4.1": "gpt-4.1", "gpt-image-1": "gpt-image-1"}
+    with start_emulator(EmulatorConfig(deployments=project)) as emu:
+        with anyio.fail_after(TIMEOUT):
+            async with Client(build_server(only_the_endpoint(emu, tmp_path))) as client:
+                old = await client.call_tool("generate_image", {"prompt": "a heron"})
+    assert old.is_error and "2026-10-23" in text_of(old) and "gpt-image-2" in text_of(old)
+    assert [r.path for r in emu.state.requests if "/deployments" not in r.path] == []
