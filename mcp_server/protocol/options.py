@@ -114,7 +114,7 @@ ACTION: Final[OptionSpec[Action | None]] = OptionSpec(
     "action", "generate, edit, or auto to let the model decide.", None, get_args(Action)
 )
 
-IMAGE_OPTIONS: Final[tuple[OptionSpec[Any], ...]] = (
+OUTPUT_OPTIONS: Final[tuple[OptionSpec[Any], ...]] = (
     SIZE,
     QUALITY,
     OUTPUT_FORMAT,
@@ -122,9 +122,9 @@ IMAGE_OPTIONS: Final[tuple[OptionSpec[Any], ...]] = (
     BACKGROUND,
     MODERATION,
     PARTIAL_IMAGES,
-    INPUT_FIDELITY,
-    ACTION,
 )
+"""The options of the output image, which both tools take, in the order their input schemas list them."""
+IMAGE_OPTIONS: Final[tuple[OptionSpec[Any], ...]] = (*OUTPUT_OPTIONS, INPUT_FIDELITY, ACTION)
 """Every option of the `image_generation` tool this project knows."""
 
 TRANSPARENT_FORMATS: Final[tuple[OutputFormat, ...]] = ("png", "webp")

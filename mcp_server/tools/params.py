@@ -16,27 +16,10 @@ from typing import Annotated, Any, Final, Literal, TypeVar, cast
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from mcp_server.protocol import (
-    BACKGROUND,
-    MODERATION,
-    OUTPUT_COMPRESSION,
-    OUTPUT_FORMAT,
-    PARTIAL_IMAGES,
-    QUALITY,
-    SIZE,
-    OptionSpec,
-)
+from mcp_server.protocol import OUTPUT_OPTIONS, OptionSpec
 from mcp_server.service.calls import ImageOptions
 
-SHARED_OPTIONS: Final[tuple[OptionSpec[Any], ...]] = (
-    SIZE,
-    QUALITY,
-    OUTPUT_FORMAT,
-    OUTPUT_COMPRESSION,
-    BACKGROUND,
-    MODERATION,
-    PARTIAL_IMAGES,
-)
+SHARED_OPTIONS: Final = OUTPUT_OPTIONS
 """The options both tools take, in the order their input schemas list them."""
 
 R = TypeVar("R")
