@@ -32,7 +32,7 @@ GENERIC_400_HINT: Final = (
     "check AZURE_AI_IMAGE_DEPLOYMENT_NAME."
 )
 DEPLOYMENT_HINT: Final = (
-    "Check AZURE_AI_IMAGE_DEPLOYMENT_NAME (the image model deployment, e.g. gpt-image-1) and "
+    "Check AZURE_AI_IMAGE_DEPLOYMENT_NAME (the image model deployment, e.g. gpt-image-2) and "
     "AZURE_AI_MODEL_DEPLOYMENT_NAME (the agent's chat model, e.g. gpt-4.1) against the deployments "
     "in your Foundry project."
 )
