@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -40,10 +41,31 @@ def _initial_state(config: EmulatorConfig) -> EmulatorState:
     return state
 
 
-def _server(config: EmulatorConfig, state: EmulatorState) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    """uvicorn's server, woken at once by `stop` instead of noticing `should_exit` on its next 0.1 s tick."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    def wake(self) -> None:
+        self.should_exit = True
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+
+def _server(config: EmulatorConfig, state: EmulatorState) -> _Server:
     app = create_app(config, state)
     uv_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-    return uvicorn.Server(uv_config)
+    return _Server(uv_config)
 
 
 class RunningEmulator:
@@ -73,7 +95,7 @@ class RunningEmulator:
         if self._stopped:
             return
         self._stopped = True
-        self._server.should_exit = True
+        self._server.wake()
         self._thread.join(_STOP_TIMEOUT)
         if self._thread.is_alive():
             self._server.force_exit = True
