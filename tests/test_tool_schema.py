@@ -14,7 +14,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from mcp_server.config import Settings
 from mcp_server.protocol import IMAGE_OPTIONS, QUALITY, SIZE, SIZE_PATTERN, rules_for
-from mcp_server.tools.params import SHARED_OPTIONS, option_param
+from mcp_server.protocol import OUTPUT_OPTIONS as SHARED_OPTIONS
+from mcp_server.tools.params import option_param
 from mcp_server.tools.server import build_server
 
 pytestmark = pytest.mark.anyio

@@ -17,8 +17,9 @@ from mcp_server.cli.doctor_table import AGENT, ENDPOINT, FAIL, IMAGE_DEPLOYMENT,
 from mcp_server.config import IMAGE_VAR, MODEL_VAR, Settings
 from mcp_server.errors import AuthenticationError, FoundryImageError, NotFoundError, ServiceUnreachableError
 from mcp_server.foundry.agents import AgentRegistry, AgentVersionRef
-from mcp_server.foundry.http import DEPLOYMENT_HINT, FoundryHttp
+from mcp_server.foundry.http import FoundryHttp
 from mcp_server.foundry.runs import RunSettings
+from mcp_server.foundry.upstream_errors import DEPLOYMENT_HINT
 from mcp_server.images.store import ImageStore
 from mcp_server.protocol import AGENTS_API_VERSION, IMAGE_DEPLOYMENT_HEADER
 from mcp_server.service.background import BackgroundJobs

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ValidationError
 from mcp_server import __version__
 from mcp_server.errors import FoundryImageError, ServiceUnreachableError, UnexpectedResponseError
 from mcp_server.foundry.retry import RetryPolicy, backoff, retryable_status, server_delay
-from mcp_server.foundry.upstream_errors import DEPLOYMENT_HINT as DEPLOYMENT_HINT
 from mcp_server.foundry.upstream_errors import error_from_response
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Final, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from mcp_server.protocol import OUTPUT_OPTIONS, OptionSpec
 from mcp_server.service.calls import ImageOptions
-
-SHARED_OPTIONS: Final = OUTPUT_OPTIONS
-"""The options both tools take, in the order their input schemas list them."""
 
 R = TypeVar("R")
 
@@ -49,11 +46,11 @@ def with_image_options(tool: Callable[..., Awaitable[R]]) -> Callable[..., Await
         raise TypeError(f"{tool.__name__}: `options` must be keyword-only")
     parameters[at : at + 1] = [
         inspect.Parameter(spec.name, keyword, default=spec.default, annotation=option_param(spec))
-        for spec in SHARED_OPTIONS
+        for spec in OUTPUT_OPTIONS
     ]
 
     async def flat(**arguments: Any) -> R:
-        options = ImageOptions(**{spec.name: arguments.pop(spec.name, spec.default) for spec in SHARED_OPTIONS})
+        options = ImageOptions(**{spec.name: arguments.pop(spec.name, spec.default) for spec in OUTPUT_OPTIONS})
         return await tool(**arguments, options=options)
 
     flat.__name__, flat.__qualname__, flat.__module__ = tool.__name__, tool.__qualname__, tool.__module__
