@@ -11,6 +11,8 @@
     - RateLimitedError            429 / quota
     - NotFoundError               404: agent, version, deployment or response missing
   + UnexpectedResponseError       the service answered something we cannot understand
+  + StorageError                  the output directory cannot take the image (read-only, full, no permission)
+  + InternalError                 a defect in this server (never expected; the log has the details)
 ```
 
 Each error carries a short machine `code`, the upstream HTTP `status` and `request_id` when
@@ -47,6 +49,8 @@ class FoundryImageError(Exception):
         self.request_id = request_id
         self.upstream_code = upstream_code
         self.upstream_param = upstream_param
+        self.pending_uri: str | None = None
+        """Where the image will appear if the generation this error interrupted still finishes upstream."""
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}" if self.hint else self.message
@@ -60,6 +64,7 @@ class FoundryImageError(Exception):
             "status": self.status,
             "upstream_code": self.upstream_code,
             "request_id": self.request_id,
+            **({"pending_uri": self.pending_uri} if self.pending_uri else {}),
         }
 
 
@@ -97,3 +102,11 @@ class NotFoundError(ServiceRefusedError):
 
 class UnexpectedResponseError(FoundryImageError):
     code = "unexpected_response"
+
+
+class StorageError(FoundryImageError):
+    code = "storage"
+
+
+class InternalError(FoundryImageError):
+    code = "internal"

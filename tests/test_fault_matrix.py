@@ -74,7 +74,7 @@ MATRIX = [
     Row("reset", creates=1, sends=2),
     Row("reset-after-accept", creates=1),
     Row("truncate-stream", creates=1),
-    Row("truncate-body", ok=False, code="unexpected_response", says=("not JSON",)),
+    Row("truncate-body", creates=1, sends=2),  # unreadable: looked up by its tag, not found, so sent again
     Row("stall", creates=1, env={"FOUNDRY_IMAGE_MCP_READ_TIMEOUT": str(READ_TIMEOUT)}),
     Row("filter-400", ok=False, code="content_filter", says=("sexual", "violence", "Rephrase")),
     Row("filter-400-array", ok=False, code="content_filter", says=("jailbreak", "Rephrase")),

@@ -26,6 +26,7 @@ from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.responses import REQUEST_TAG_KEY
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
+from mcp_server.images.inflight import InFlight, InFlightRecord
 from mcp_server.images.store import ImageStore
 from mcp_server.inputs import InputResolver, UrlFetcher
 from mcp_server.service.background import BackgroundJobs
@@ -116,6 +117,10 @@ async def resolve(store: ImageStore, *references: str, mask: str | None = None) 
     return await resolver.resolve_all(list(references), mask)
 
 
+def pending(store: ImageStore) -> list[InFlightRecord]:
+    return InFlight(store.root).records()
+
+
 class Crash(Exception):
     """The process stopping at a given moment."""
 
@@ -138,7 +143,7 @@ async def test_generate_stores_the_image_the_service_made_with_its_provenance(
     assert store.path_of(record).read_bytes() == emu.state.image_bytes(record.response_id or "")
     assert (record.width, record.height, record.output_format) == (1024, 1024, "png")
     assert (record.prompt, record.agent_name, record.agent_version) == ("a red kite", AGENT, "1")
-    assert result.preview.data and store.pending() == []
+    assert result.preview.data and pending(store) == []
     assert seen[-1][0] == 100 and [v for v, _ in seen] == sorted(v for v, _ in seen)
 
     (create,) = posts(emu, RESPONSES)
@@ -295,31 +300,33 @@ async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
     store = ImageStore(tmp_path)
-    in_flight: list[dict[str, Any]] = []
+    in_flight: list[InFlightRecord] = []
 
     async def progress(value: float, total: float | None, message: str) -> None:
         if message == "Generating the image":
-            in_flight.extend(store.pending())
+            in_flight.extend(pending(store))
             raise Crash
 
     async with image_service(emu) as running:
         with pytest.raises(Crash):
             await running.service.generate("a lighthouse", LOW, store, progress)
     (record,) = in_flight
-    assert record["prompt"] == "a lighthouse" and record["agent_name"] == AGENT
-    assert store.pending() == [record] and store.records() == []
+    assert record.provenance["prompt"] == "a lighthouse" and record.provenance["agent_name"] == AGENT
+    assert record.agent_name == AGENT and record.tag and record.image_id and record.response_id
+    assert pending(store) == [record] and store.records() == []
 
     before = len(deployment_lookups(emu))
     async with image_service(emu) as restarted:
         await restarted.service.resume_pending([store])
         assert await restarted.jobs.drain(10)
     assert len(deployment_lookups(emu)) == before, "resuming needs no deployments: none are looked up"
-    resumed = [r for r in emu.state.requests if r.method == "GET" and record["response_id"] in r.path]
+    resumed = [r for r in emu.state.requests if r.method == "GET" and (record.response_id or "") in r.path]
     assert resumed and all("x-ms-oai-image-generation-deployment" not in r.headers for r in resumed)
     (stored,) = store.records()
-    assert stored.response_id == record["response_id"] and stored.prompt == "a lighthouse"
-    assert store.path_of(stored).read_bytes() == emu.state.image_bytes(record["response_id"])
-    assert store.pending() == []
+    assert stored.response_id == record.response_id and stored.prompt == "a lighthouse"
+    assert stored.image_id == record.image_id, "stored under the id fixed before the create was sent"
+    assert store.path_of(stored).read_bytes() == emu.state.image_bytes((record.response_id or ""))
+    assert pending(store) == []
     assert len(posts(emu, RESPONSES)) == 1, "resumed, not generated again"
 
 
@@ -339,7 +346,7 @@ async def test_a_caller_that_leaves_gets_its_image_finished_or_cancelled(
         assert scope.cancelled_caught
         assert await running.jobs.drain(10)
     cancels = [r for r in emu.state.requests if r.method == "POST" and r.path.endswith("/cancel")]
-    assert store.pending() == []
+    assert pending(store) == []
     if cancel_upstream:
         assert len(cancels) == 1 and store.records() == []
     else:
@@ -353,4 +360,4 @@ async def test_a_failed_generation_leaves_no_pending_record(emu: RunningEmulator
         with pytest.raises(Exception) as caught:
             await running.service.generate("something", LOW, store)
     assert getattr(caught.value, "code", None) == "content_filter"
-    assert store.pending() == [] and store.records() == []
+    assert pending(store) == [] and store.records() == []

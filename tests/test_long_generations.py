@@ -19,6 +19,7 @@ from helpers import MODES, RawStdioClient, connect, emulator_running, server_par
 from mcp import Client
 
 from mcp_server.emulator import EmulatorConfig, RunningEmulator
+from mcp_server.images.inflight import InFlight
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +29,13 @@ def posts(emulator: RunningEmulator, suffix: str) -> list[Any]:
 
 
 def in_flight(output_dir: Path) -> bool:
-    """Whether the server has recorded a generation it started (it knows the response id)."""
-    return any((output_dir / ".pending").glob("*.json"))
+    """Whether the server has recorded a generation it started and knows the response id of."""
+    return any(record.response_id for record in InFlight(output_dir).records())
+
+
+def recorded(output_dir: Path) -> bool:
+    """Whether any in-flight record is left (written before the create is sent, settled once stored)."""
+    return bool(InFlight(output_dir).keys())
 
 
 def has_response(emulator: RunningEmulator) -> bool:
@@ -126,7 +132,7 @@ async def test_cancelling_the_call_cancels_the_generation_upstream_within_a_seco
                     await anyio.sleep(0.01)
                     (stored,) = emu.state.responses.values()
             assert (await client.list_resources()).resources == []
-        assert not in_flight(tmp_path)
+        assert not recorded(tmp_path)
 
 
 async def test_an_image_finished_after_the_client_left_is_stored_and_listed(tmp_path: Path) -> None:
@@ -151,7 +157,7 @@ async def test_an_image_finished_after_the_client_left_is_stored_and_listed(tmp_
         (saved,) = tmp_path.glob("img-*.png")
         assert image.uri.endswith(saved.stem)
         assert saved.read_bytes() == stored.image_bytes
-        assert not in_flight(tmp_path)
+        assert not recorded(tmp_path)
 
 
 @pytest.mark.parametrize("null_results", [False, True], ids=["plain", "retrieve-result-null"])
@@ -180,7 +186,7 @@ async def test_a_generation_in_flight_across_a_restart_is_resumed_and_stored(
         assert image.uri.endswith(saved.stem) and saved.read_bytes() == stored.image_bytes
         meta = (tmp_path / f"{saved.stem}.json").read_text()
         assert "survives a crash" in meta
-        assert not in_flight(tmp_path)
+        assert not recorded(tmp_path)
         assert len(posts(emu, "/openai/v1/responses")) == 1
 
 

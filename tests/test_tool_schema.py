@@ -214,7 +214,10 @@ async def test_values_outside_the_table_are_refused_before_the_tool_runs(
         result = await client.call_tool(tool, {**base, **arguments})
         assert result.is_error
         text = " ".join(getattr(part, "text", "") for part in result.content)
-        assert "validation error" in text and field in text, text
+        assert f"Invalid arguments for {tool}: {field}:" in text, text
+        assert result.structured_content is not None, "the same error shape as every other refusal"
+        error = result.structured_content["error"]
+        assert error["code"] == "invalid_input" and field in error["message"] and error["hint"]
 
 
 async def test_size_takes_any_width_x_height_and_quality_every_models_values() -> None:

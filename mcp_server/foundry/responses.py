@@ -19,7 +19,7 @@ from mcp_server.errors import (
     ServiceRefusedError,
     UnexpectedResponseError,
 )
-from mcp_server.foundry.http import FoundryHttp, parse_json_object, validate_body
+from mcp_server.foundry.http import AmbiguousRequestError, FoundryHttp, parse_json_object, validate_body
 from mcp_server.foundry.upstream_errors import FILTER_CODES, REPHRASE, filtered_error, is_content_filter
 from mcp_server.protocol import (
     IMAGE_DEPLOYMENT_HEADER,
@@ -36,6 +36,9 @@ RESPONSES_PATH: Final = "openai/v1/responses"
 MAX_STREAM_EVENT_BYTES: Final = 64 * 1024 * 1024
 """A final image event carries several MB of base64; httpx2's default SSE limit is 1 MiB."""
 
+FIND_PAGE_SIZE: Final = 50
+FIND_PAGES: Final = 4
+"""How far back a lost create is looked for: the newest 200 responses (of its agent, when it named one)."""
 REQUEST_TAG_KEY: Final = "foundry_image_mcp_request"
 """Metadata key carrying a per-create tag, so a create whose answer was lost can be found again."""
 
@@ -66,15 +69,20 @@ class ResponsesClient:
         return {IMAGE_DEPLOYMENT_HEADER: self._http.image_deployment}
 
     async def create(self, request: CreateResponseRequest) -> Response:
-        body = await self._http.request_json(
-            "POST",
-            RESPONSES_PATH,
-            json_body=request.to_wire(),
-            headers=self._headers,
-            idempotent=False,
-            what="generate the image",
-        )
-        return validate_body(Response, body, "response")
+        """Create a response; an answer that cannot be read (not JSON, not a response) raises
+        `AmbiguousRequestError`: the service took the create, and may be running it."""
+        try:
+            body = await self._http.request_json(
+                "POST",
+                RESPONSES_PATH,
+                json_body=request.to_wire(),
+                headers=self._headers,
+                idempotent=False,
+                what="generate the image",
+            )
+            return validate_body(Response, body, "response")
+        except UnexpectedResponseError as exc:
+            raise unreadable_answer(exc.message) from None
 
     async def retrieve(self, response_id: str) -> Response:
         body = await self._http.request_json(
@@ -91,15 +99,22 @@ class ResponsesClient:
     async def find_by_tag(self, tag: str, agent_name: str | None) -> Response | None:
         """The response this client created with metadata `REQUEST_TAG_KEY: tag`, if the service has one.
 
-        Used after a create whose answer was lost, before deciding to create again.
+        Used after a create whose answer was lost, before deciding to create again, and to recover a create
+        recorded in flight whose response id was never learnt. Looks through the newest `FIND_PAGES` pages.
         """
-        params = {"limit": "50", "order": "desc", **({"agent_name": agent_name} if agent_name else {})}
-        body = await self._http.request_json(
-            "GET", RESPONSES_PATH, params=params, headers=self._headers, what="look for the image generation"
-        )
-        for item in body.get("data") or []:
-            if isinstance(item, dict) and (item.get("metadata") or {}).get(REQUEST_TAG_KEY) == tag:
-                return validate_body(Response, item, "response")
+        params = {"limit": str(FIND_PAGE_SIZE), "order": "desc", **({"agent_name": agent_name} if agent_name else {})}
+        for _ in range(FIND_PAGES):
+            body = await self._http.request_json(
+                "GET", RESPONSES_PATH, params=params, headers=self._headers, what="look for the image generation"
+            )
+            items = [item for item in body.get("data") or [] if isinstance(item, dict)]
+            for item in items:
+                if (item.get("metadata") or {}).get(REQUEST_TAG_KEY) == tag:
+                    return validate_body(Response, item, "response")
+            last = body.get("last_id") or (items[-1].get("id") if items else None)
+            if not body.get("has_more") or not isinstance(last, str):
+                return None
+            params = {**params, "after": last}
         return None
 
     @asynccontextmanager
@@ -134,10 +149,28 @@ class ResponsesClient:
                 yield _decode(response)
             else:
                 # A service (or proxy) that ignored `stream: true` and answered with the JSON object.
-                body = parse_json_object(await response.aread(), "stream the image")
-                yield _as_events(validate_body(Response, body, "response"))
+                yield _as_events(await _read_response(response))
         finally:
             await response.aclose()
+
+
+async def _read_response(response: httpx2.Response) -> Response:
+    """The Response object a success answer carries; one that breaks off or cannot be read is a dropped stream
+    (the caller finds the response by its tag, or resumes it), never a failure of the generation."""
+    try:
+        body = parse_json_object(await response.aread(), "stream the image")
+        return validate_body(Response, body, "response")
+    except httpx2.HTTPError as exc:
+        raise StreamDropped(f"the answer broke off ({type(exc).__name__})") from None
+    except UnexpectedResponseError as exc:
+        raise StreamDropped(exc.message) from None
+
+
+def unreadable_answer(detail: str) -> AmbiguousRequestError:
+    return AmbiguousRequestError(
+        f"Foundry accepted the image request but its answer could not be read ({detail}).",
+        hint="This is usually temporary; try again.",
+    )
 
 
 async def _as_events(response: Response) -> AsyncIterator[dict[str, Any]]:
@@ -154,11 +187,12 @@ async def _decode(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
             try:
                 event = sse.json()
             except ValueError:
-                raise UnexpectedResponseError("Foundry's image stream carried an event that is not JSON.") from None
+                # A mangled stream (a proxy, a cut): resuming from the last good event replays what was lost.
+                raise StreamDropped("the stream carried an event that is not JSON") from None
             if isinstance(event, dict):
                 event.setdefault("type", sse.event)
                 yield event
-    except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.ReadTimeout) as exc:
+    except httpx2.HTTPError as exc:  # a broken connection, a cut chunk, an oversized event
         raise StreamDropped(type(exc).__name__) from None
 
 

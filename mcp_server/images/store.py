@@ -25,7 +25,6 @@ URI_PREFIX: Final = f"{URI_SCHEME}://images/"
 URI_TEMPLATE: Final = URI_PREFIX + "{image_id}"
 IMAGE_ID_PATTERN: Final = re.compile(r"^img-\d{8}-\d{6}-[0-9a-f]{8}$")
 RESPONSE_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-PENDING_DIR: Final = ".pending"
 EXTENSIONS: Final = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
@@ -80,6 +79,30 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def new_record(
+    data: bytes,
+    *,
+    output_format: str,
+    width: int,
+    height: int,
+    metadata: dict[str, Any],
+    image_id: str | None = None,
+) -> ImageRecord:
+    """The record of an image about to be stored (under `image_id`, or a new id)."""
+    image_id = image_id or new_image_id()
+    return ImageRecord(
+        image_id=image_id,
+        file_name=f"{image_id}.{EXTENSIONS[output_format]}",
+        mime_type=MIME_TYPES[output_format],
+        output_format=output_format,
+        width=width,
+        height=height,
+        bytes=len(data),
+        created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        **metadata,
+    )
+
+
 class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -88,25 +111,37 @@ class ImageStore:
         return self.root / record.file_name
 
     def save(
-        self, data: bytes, *, output_format: str, width: int, height: int, metadata: dict[str, Any]
+        self,
+        data: bytes,
+        *,
+        output_format: str,
+        width: int,
+        height: int,
+        metadata: dict[str, Any],
+        image_id: str | None = None,
     ) -> ImageRecord:
-        """Store the exact bytes and their metadata; blocking, so call it from a worker thread."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        image_id = new_image_id()
-        record = ImageRecord(
-            image_id=image_id,
-            file_name=f"{image_id}.{EXTENSIONS[output_format]}",
-            mime_type=MIME_TYPES[output_format],
-            output_format=output_format,
-            width=width,
-            height=height,
-            bytes=len(data),
-            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            **metadata,
+        """Store the exact bytes and their metadata; blocking, so call it from a worker thread.
+
+        With `image_id` (fixed when the generation was recorded in flight), saving again is harmless: an
+        image already stored under that id is returned as it is, and a save a crash cut short is redone."""
+        record = new_record(
+            data, output_format=output_format, width=width, height=height, metadata=metadata, image_id=image_id
         )
-        write_atomic(self.path_of(record), data)
-        write_atomic(self.root / f"{image_id}.json", record.model_dump_json(indent=2).encode())
+        return self.put(record, data)
+
+    def put(self, record: ImageRecord, data: bytes) -> ImageRecord:
+        """Store `record` and its bytes, unless an image is already stored under its id (then that one)."""
+        existing = self.get(record.image_id)
+        if existing is not None:
+            return existing
+        self.write(record, data)
         return record
+
+    def write(self, record: ImageRecord, data: bytes) -> None:
+        """Write the bytes, then the metadata that makes them visible (raises OSError when the disk refuses)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path_of(record), data)
+        write_atomic(self.root / f"{record.image_id}.json", record.model_dump_json(indent=2).encode())
 
     def get(self, image_id: str) -> ImageRecord | None:
         if not IMAGE_ID_PATTERN.match(image_id):
@@ -134,32 +169,3 @@ class ImageStore:
         if not self.path_of(record).is_file():
             return None
         return record
-
-    # In-flight generations: recorded before waiting on them, so that an image finished after
-    # the client left, or across a restart, is still fetched and stored.
-
-    def save_pending(self, response_id: str, record: dict[str, Any]) -> None:
-        if not RESPONSE_ID_PATTERN.match(response_id):
-            raise ValueError(f"unexpected response id {response_id!r}")
-        folder = self.root / PENDING_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        body = {"response_id": response_id, "recorded_at": datetime.now(UTC).isoformat(), **record}
-        write_atomic(folder / f"{response_id}.json", json.dumps(body, indent=2).encode())
-
-    def drop_pending(self, response_id: str) -> None:
-        if RESPONSE_ID_PATTERN.match(response_id):
-            (self.root / PENDING_DIR / f"{response_id}.json").unlink(missing_ok=True)
-
-    def pending(self) -> list[dict[str, Any]]:
-        folder = self.root / PENDING_DIR
-        if not folder.is_dir():
-            return []
-        records: list[dict[str, Any]] = []
-        for path in sorted(folder.glob("*.json")):
-            try:
-                record = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                continue
-            if isinstance(record, dict) and RESPONSE_ID_PATTERN.match(str(record.get("response_id", ""))):
-                records.append(record)
-        return records

@@ -149,6 +149,8 @@ class GeneratedImage:
     preview: Preview
     inputs: tuple[InputUsage, ...] = ()
     parent: Parent | None = None
+    unsaved: str | None = None
+    """Why the image is held in memory only (the disk refused it); None once it is saved."""
 
 
 @dataclass(frozen=True)

@@ -1,61 +1,151 @@
-"""In-flight generations: recorded in the store's `.pending/` before waiting, finished when the caller left.
+"""Generations in flight: recorded before they are sent, settled exactly once, finished when the caller left.
 
-A generation is recorded as soon as the service names its response, and the record is dropped
-when its image is stored or its failure is known. What is left behind (the caller went away,
-or the process stopped) is waited for in the background, now or at the next start, and its
-image stored with the provenance of the call that asked for it.
+Each create is recorded on disk (`images.inflight`) before it is sent, with its request tag and
+the image id its image will get; the response id is added once the service names it. A record is
+settled when its image is stored or its generation is known to have ended without one. Whatever
+is left unsettled (the caller went away, the answer to the create was lost, the process died) is
+finished in the background: found by its tag when its response id was never learnt, waited for,
+and stored with the provenance of the call that asked for it, now or at the next start, by
+whichever single process holds its claim.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 
+from mcp_server.errors import FoundryImageError, NotFoundError
 from mcp_server.foundry.responses import extract_image
 from mcp_server.foundry.runs import ResponseRunner
-from mcp_server.images.store import ImageStore
+from mcp_server.images.disk import check_free_space, storage_error
+from mcp_server.images.held import HeldImages
+from mcp_server.images.inflight import Claim, InFlight, InFlightRecord, new_record
+from mcp_server.images.store import URI_PREFIX, ImageStore, new_image_id
 from mcp_server.protocol import is_image_call
 from mcp_server.service.background import BackgroundJobs
-from mcp_server.service.saving import PROVENANCE_KEYS, store_image
+from mcp_server.service.saving import store_image
 
 logger = logging.getLogger(__name__)
+Sleep = Callable[[float], Awaitable[None]]
+MAX_RECOVERY_ATTEMPTS: Final = 5
+"""Recoveries that fail for a passing reason (the service unreachable) before a record is set aside."""
+RESCAN_SECONDS: Final = 60.0
+"""How often records of processes that died, and images the disk refused, are looked at again."""
 
 
 class PendingGenerations:
     """Records generations in flight and finishes, in the background, those whose caller left."""
 
-    def __init__(self, runner: ResponseRunner, jobs: BackgroundJobs) -> None:
+    def __init__(self, runner: ResponseRunner, jobs: BackgroundJobs, held: HeldImages) -> None:
         self._runner = runner
         self._jobs = jobs
+        self.held = held
 
-    async def record(self, store: ImageStore, response_id: str, provenance: dict[str, Any]) -> None:
-        await anyio.to_thread.run_sync(store.save_pending, response_id, provenance)
+    async def begin(
+        self, store: ImageStore, *, tag: str, agent_name: str | None, provenance: dict[str, Any], room: int
+    ) -> Claim:
+        """Record a generation before its create is sent; refuses (`StorageError`) when the disk could not keep
+        its image, so that nothing is paid for that would be lost."""
+        record = new_record(tag=tag, image_id=new_image_id(), agent_name=agent_name, provenance=provenance)
+        await anyio.to_thread.run_sync(check_free_space, store.root, room)
+        try:
+            return await anyio.to_thread.run_sync(InFlight(store.root).begin, record)
+        except OSError as exc:
+            raise storage_error(exc, store.root, before=True) from None
 
-    async def resume(self, stores: Sequence[ImageStore]) -> None:
-        """Finish, in the background, the generations a previous run of the server left in flight."""
+    async def resume(self, stores: Sequence[ImageStore]) -> int:
+        """Finish, in the background, every record no live process owns (left by a run that stopped or died)."""
+        started = 0
         for store in stores:
-            for record in await anyio.to_thread.run_sync(store.pending):
-                logger.info("Resuming generation %s left in flight", record["response_id"])
-                self._jobs.start(self.recover, record, store)
+            for claim in await anyio.to_thread.run_sync(InFlight(store.root).orphans):
+                logger.info("Resuming generation %s left in flight", _name(claim.record))
+                self._jobs.start(self.recover, claim, store)
+                started += 1
+        return started
 
-    def finish_in_background(self, response_id: str, provenance: dict[str, Any], store: ImageStore) -> None:
-        logger.info("The caller left; finishing %s in the background", response_id)
-        self._jobs.start(self.recover, {"response_id": response_id, **provenance}, store)
+    async def watch(
+        self, stores: Callable[[], Sequence[ImageStore]], sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        """Forever: write images the disk refused, and take over records of processes that died meanwhile."""
+        while True:
+            await sleep(RESCAN_SECONDS)
+            if len(self.held):
+                await anyio.to_thread.run_sync(self.held.flush)
+            await self.resume(stores())
 
-    async def recover(self, record: dict[str, Any], store: ImageStore) -> None:
-        """Wait for the recorded generation to end and store its image, if it made one."""
-        response_id = str(record["response_id"])
+    def finish_in_background(self, claim: Claim, store: ImageStore, *, cancel: bool = False) -> None:
+        what = "cancelling" if cancel else "finishing"
+        logger.info("The caller left; %s %s in the background", what, _name(claim.record))
+        self._jobs.start(self.recover, claim, store, cancel)
+
+    async def recover(self, claim: Claim, store: ImageStore, cancel: bool = False) -> None:
+        """Find the recorded generation, wait for it to end, and store its image if it made one (or cancel it)."""
+        try:
+            await self._recover(claim, store, cancel)
+        except NotFoundError:
+            logger.warning("Foundry no longer has generation %s; giving it up", _name(claim.record))
+            await _settle(claim.finish)
+        except (FoundryImageError, TimeoutError) as exc:
+            await self._failed(claim, exc)
+        finally:
+            if claim.held and not self.held.holds(claim):
+                await _settle(claim.release)  # unsettled: free for a later attempt, here or in another process
+
+    async def _recover(self, claim: Claim, store: ImageStore, cancel: bool) -> None:
+        record = claim.record
+        if record.response_id is None:
+            found = await self._runner.responses.find_by_tag(record.tag or "", record.agent_name)
+            if found is None:
+                logger.warning("Generation %s never reached Foundry; nothing to recover", _name(record))
+                await _settle(claim.finish)
+                return
+            await _settle(lambda: claim.update(response_id=found.id))
+        response_id = claim.record.response_id
+        assert response_id is not None
+        if cancel:
+            await self._runner.cancel(response_id)
+            await _settle(claim.finish)
+            return
         with anyio.fail_after(self._runner.settings.timeout):
             response = await self._runner.wait(response_id)
         if not any(is_image_call(item) and item.get("result") for item in response.output):
             # Also a completed response whose image the service no longer holds (`result: null`, protocol §4).
             logger.warning("Generation %s ended %s without image data", response_id, response.status)
-            store.drop_pending(response_id)
+            await _settle(claim.finish)
             return
-        metadata = {key: record.get(key) for key in PROVENANCE_KEYS}
-        stored = await store_image(extract_image(response), metadata, store)
-        logger.info("Stored %s from generation %s after its caller left", stored.file_name, response_id)
+        saved = await store_image(extract_image(response), record.provenance, store, claim, self.held)
+        logger.info("Stored %s from generation %s after its caller left", saved.record.file_name, response_id)
+
+    async def _failed(self, claim: Claim, exc: Exception) -> None:
+        attempts = claim.record.attempts + 1
+        message = exc.message if isinstance(exc, FoundryImageError) else "it did not end in time"
+        if attempts >= MAX_RECOVERY_ATTEMPTS:
+            logger.warning(
+                "Giving up on generation %s after %d attempts (%s); its record is in %s",
+                _name(claim.record),
+                attempts,
+                message,
+                claim.folder / "abandoned",
+            )
+            await _settle(claim.abandon)
+            return
+        logger.warning("Could not recover generation %s yet (%s); will try again", _name(claim.record), message)
+        await _settle(lambda: claim.update(attempts=attempts))
+
+
+def pending_uri(claim: Claim) -> str | None:
+    return URI_PREFIX + claim.record.image_id if claim.record.image_id else None
+
+
+def _name(record: InFlightRecord) -> str:
+    return record.response_id or f"tagged {record.tag or record.key}"
+
+
+async def _settle(action: Callable[[], None]) -> None:
+    """Change a record on disk (a worker thread: it writes and fsyncs), even while being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(action)

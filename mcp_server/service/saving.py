@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 
 from mcp_server.foundry.responses import ExtractedImage
+from mcp_server.images.disk import reason_of
+from mcp_server.images.held import HeldImage, HeldImages
+from mcp_server.images.inflight import Claim
 from mcp_server.images.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
 from mcp_server.images.preview import Preview, inspect_image, make_preview
-from mcp_server.images.store import ImageRecord, ImageStore
+from mcp_server.images.store import ImageRecord, ImageStore, new_record
 
 logger = logging.getLogger(__name__)
 
@@ -24,22 +28,43 @@ PROVENANCE_KEYS: Final = ("kind", "prompt", "options", "agent_name", "agent_vers
 """What an in-flight record keeps of a call's provenance, to store with its image later."""
 
 
-def save_image(image: ExtractedImage, provenance: dict[str, Any], store: ImageStore) -> ImageRecord:
-    """Store the image with its provenance and drop its in-flight record; blocking, run it in a worker thread."""
+@dataclass(frozen=True)
+class Saved:
+    record: ImageRecord
+    unsaved: str | None = None
+    """Why the image is only held in memory (the disk refused it), or None when it is on disk."""
+
+
+def save_image(
+    image: ExtractedImage, provenance: dict[str, Any], store: ImageStore, claim: Claim | None, held: HeldImages
+) -> Saved:
+    """Store the image exactly once, under the id its in-flight record fixed, and settle that record.
+
+    When the disk refuses, the image is held in memory (readable, written later) rather than lost. Blocking."""
     info = inspect_image(image.data)
-    record = store.save(
+    metadata = {**provenance, "revised_prompt": image.call.revised_prompt, "response_id": image.response_id}
+    record = new_record(
         image.data,
         output_format=info.output_format,
         width=info.width,
         height=info.height,
-        metadata={**provenance, "revised_prompt": image.call.revised_prompt, "response_id": image.response_id},
+        metadata=metadata,
+        image_id=claim.record.image_id if claim else None,
     )
-    store.drop_pending(image.response_id)
-    return record
+    try:
+        record = store.put(record, image.data)
+    except OSError as exc:
+        held.hold(HeldImage(store, record, image.data, claim, reason_of(exc)))
+        return Saved(record, unsaved=reason_of(exc))
+    if claim is not None:
+        claim.finish()
+    return Saved(record)
 
 
-async def store_image(image: ExtractedImage, provenance: dict[str, Any], store: ImageStore) -> ImageRecord:
-    return await anyio.to_thread.run_sync(save_image, image, provenance, store)
+async def store_image(
+    image: ExtractedImage, provenance: dict[str, Any], store: ImageStore, claim: Claim | None, held: HeldImages
+) -> Saved:
+    return await anyio.to_thread.run_sync(save_image, image, provenance, store, claim, held)
 
 
 async def preview_of(data: bytes) -> Preview:

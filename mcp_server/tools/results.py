@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 
-from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
-from pydantic import BaseModel, Field
+from mcp.types import (
+    BlobResourceContents,
+    CallToolResult,
+    ContentBlock,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+)
+from pydantic import BaseModel, Field, ValidationError
 
-from mcp_server.errors import FoundryImageError
+from mcp_server.errors import FoundryImageError, InternalError, InvalidInputError
 from mcp_server.images.store import ImageRecord, ImageStore
 from mcp_server.service.calls import GeneratedImage
+
+logger = logging.getLogger(__name__)
+INLINE_ORIGINAL_BYTES: Final = 3 * 1024 * 1024
+"""An image the disk refused is also embedded whole in its result when it is at most this large."""
 
 
 class ErrorInfo(BaseModel):
@@ -21,6 +34,11 @@ class ErrorInfo(BaseModel):
     status: int | None = Field(default=None, description="Upstream HTTP status")
     upstream_code: str | None = None
     request_id: str | None = Field(default=None, description="Foundry request id, for support")
+    pending_uri: str | None = Field(
+        default=None,
+        description="Where the image will appear if the interrupted generation still finishes upstream "
+        "(the server keeps finishing it, also across restarts)",
+    )
 
 
 class ImageResult(BaseModel):
@@ -53,16 +71,25 @@ class ImageResult(BaseModel):
     parent: dict[str, Any] | None = Field(
         default=None, description="The earlier image this edit continued (image_id, uri, response_id)"
     )
+    saved: bool | None = Field(
+        default=None,
+        description="False when the disk refused the image: it is then held in memory (read it at `uri`) and "
+        "written to `path`'s directory once the disk takes it",
+    )
+    unsaved_reason: str | None = Field(default=None, description="Why the image is not on disk yet")
     error: ErrorInfo | None = Field(default=None, description="Set, instead of the image fields, when the call failed")
 
 
-def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | None = None) -> CallToolResult:
+def image_result(
+    generated: GeneratedImage, store: ImageStore, *, note: str | None = None, data: bytes | None = None
+) -> CallToolResult:
+    """The result of a stored image; `data` (the exact bytes) is embedded when the disk refused the image."""
     record, preview = generated.record, generated.preview
     path = store.path_of(record).resolve()
     structured = ImageResult(
         image_id=record.image_id,
         uri=record.uri,
-        path=str(path),
+        path=None if generated.unsaved else str(path),
         mime_type=record.mime_type,
         width=record.width,
         height=record.height,
@@ -79,11 +106,13 @@ def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | No
         kind="edit" if generated.inputs else "generate",
         inputs=[item.to_dict() for item in generated.inputs],
         parent=asdict(generated.parent) if generated.parent else None,
+        saved=not generated.unsaved,
+        unsaved_reason=generated.unsaved,
     )
     verb = "Edited" if generated.inputs else "Generated"
     lines = [
         f"{verb} a {record.width}x{record.height} {record.output_format.upper()} image ({record.bytes:,} bytes).",
-        f"Saved to: {path}",
+        *(_unsaved_lines(generated.unsaved, store) if generated.unsaved else [f"Saved to: {path}"]),
         f"Resource: {record.uri} (read it for the full-resolution original; the inline image is a preview)",
     ]
     if generated.parent:
@@ -94,14 +123,24 @@ def image_result(generated: GeneratedImage, store: ImageStore, *, note: str | No
         lines.append(f"Revised prompt: {record.revised_prompt}")
     if note:
         lines.append(note)
-    return CallToolResult(
-        content=[
-            ImageContent(data=base64.b64encode(preview.data).decode(), mime_type=preview.mime_type),
-            resource_link(record, store),
-            TextContent(text="\n".join(lines)),
-        ],
-        structured_content=structured.model_dump(mode="json", exclude={"error"}),
-    )
+    content: list[ContentBlock] = [
+        ImageContent(data=base64.b64encode(preview.data).decode(), mime_type=preview.mime_type),
+        resource_link(record, store),
+        TextContent(text="\n".join(lines)),
+    ]
+    if generated.unsaved and data is not None and len(data) <= INLINE_ORIGINAL_BYTES:
+        blob = BlobResourceContents(uri=record.uri, blob=base64.b64encode(data).decode(), mime_type=record.mime_type)
+        content.insert(2, EmbeddedResource(resource=blob))
+    return CallToolResult(content=content, structured_content=structured.model_dump(mode="json", exclude={"error"}))
+
+
+def _unsaved_lines(reason: str, store: ImageStore) -> list[str]:
+    return [
+        f"NOT saved yet: {store.root} refused it ({reason}).",
+        "It is kept in memory and served at the resource below, and written to that directory as soon as the "
+        "disk takes it (free some space or make it writable). If the server stops first, its next start fetches "
+        "the image from Foundry again.",
+    ]
 
 
 def resource_link(record: ImageRecord, store: ImageStore) -> ResourceLink:
@@ -125,4 +164,27 @@ def error_result(error: FoundryImageError) -> CallToolResult:
         content=[TextContent(text=str(error))],
         structured_content={"error": ErrorInfo.model_validate(error.to_dict()).model_dump(mode="json")},
         is_error=True,
+    )
+
+
+def invalid_arguments(tool: str, error: ValidationError) -> InvalidInputError:
+    """Arguments the SDK's schema validation rejected, named field by field (the values are not echoed)."""
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "arguments"
+        problems.append(f"{field}: {item['msg']}")
+    return InvalidInputError(
+        f"Invalid arguments for {tool}: " + "; ".join(problems) + ".",
+        hint="Correct the named arguments; the tool's input schema lists each one's type and allowed values.",
+    )
+
+
+def unexpected_failure(tool: str, error: Exception) -> InternalError:
+    """A defect: logged with its traceback on stderr, reported without it."""
+    cause = error.__cause__ or error
+    logger.error("%s failed unexpectedly", tool, exc_info=cause)
+    return InternalError(
+        f"{tool} failed because of a defect in this server ({type(cause).__name__}).",
+        hint="The server's log (stderr) has the details; please report it. A generation the service accepted is "
+        "still stored when it finishes (see resources/list).",
     )

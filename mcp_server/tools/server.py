@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-from mcp.types import InputRequiredResult
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult
 from mcp.types import Resource as MCPResource
 from mcp.types import ResourceTemplate as MCPResourceTemplate
-from pydantic import AnyUrl
+from pydantic import AnyUrl, ValidationError
 
 from mcp_server import __version__
 from mcp_server.config import Settings
@@ -31,6 +32,7 @@ from mcp_server.foundry.deployments import DeploymentsClient
 from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
+from mcp_server.images.held import HeldImages
 from mcp_server.images.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.images.store import URI_TEMPLATE, image_id_from_uri
 from mcp_server.images.stores import Stores
@@ -38,8 +40,10 @@ from mcp_server.inputs import UrlFetcher
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.deployments import DeploymentResolver
 from mcp_server.service.generation import ImageService
+from mcp_server.service.pending import Sleep
 from mcp_server.tools.icons import icon
 from mcp_server.tools.params import tool_annotations
+from mcp_server.tools.results import error_result, invalid_arguments, unexpected_failure
 from mcp_server.tools.sdk_compat import check_sdk_once
 from mcp_server.tools.tools import AppState, edit_image, generate_image
 
@@ -73,15 +77,31 @@ class InboundAuth:
 
 
 class ImageServer(MCPServer[AppState]):
-    """`MCPServer` whose resources are the images in the store, listed and read from disk."""
+    """`MCPServer` whose resources are the images in the store, listed and read from disk (or from memory,
+    for an image the disk refused), and whose tools fail only with structured errors."""
 
-    def __init__(self, stores: Stores, partials: PartialPreviews, **kwargs: Any) -> None:
+    def __init__(self, stores: Stores, partials: PartialPreviews, held: HeldImages, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stores = stores
         self.partials = partials
+        self.held = held
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Every refusal in one shape: arguments the SDK rejects, and defects, become `structuredContent.error`."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            return error_result(unexpected_failure(name, exc))
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                return error_result(invalid_arguments(name, exc.__cause__))
+            raise
 
     async def list_resources(self) -> list[MCPResource]:
-        records = self.stores.current().records()
+        store = self.stores.current()
+        records = sorted([*store.records(), *self.held.records(store)], key=lambda r: r.image_id, reverse=True)
         return [
             *await super().list_resources(),
             *(
@@ -129,21 +149,31 @@ class ImageServer(MCPServer[AppState]):
         store = self.stores.current()
         record = store.get(image_id)
         if record is None:
-            raise ResourceNotFoundError(f"No stored image with URI {uri}")
+            held = self.held.get(store, image_id)
+            if held is None:
+                raise ResourceNotFoundError(f"No stored image with URI {uri}")
+            return [ReadResourceContents(content=held.data, mime_type=held.record.mime_type)]
         return [ReadResourceContents(content=store.read_bytes(record), mime_type=record.mime_type)]
 
 
 def build_server(
-    settings: Settings, inbound: InboundAuth | None = None, *, retry: RetryPolicy | None = None
+    settings: Settings,
+    inbound: InboundAuth | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+    rescan_sleep: Sleep = anyio.sleep,
 ) -> ImageServer:
     """The server for `settings`; with `inbound`, HTTP requests are authenticated and each principal
-    gets its own image store. `retry` replaces the default retry policy (tests pass short delays)."""
+    gets its own image store. `retry` replaces the default retry policy (tests pass short delays), and
+    `rescan_sleep` the wait between looks at orphaned records and images the disk refused."""
     check_sdk_once()
     stores = Stores(settings.output_dir, isolated=inbound is not None)
     partials = PartialPreviews()
+    held = HeldImages()
     server = ImageServer(
         stores,
         partials,
+        held,
         token_verifier=inbound.verifier if inbound else None,
         auth=inbound.settings if inbound else None,
         name="foundry-image-mcp",
@@ -152,18 +182,28 @@ def build_server(
         instructions=INSTRUCTIONS,
         website_url="https://github.com/foundry-image-mcp/foundry-image-mcp",
         icons=[icon("icon", 128)],
-        lifespan=lambda _: app_state(settings, stores, partials, retry),
+        lifespan=lambda _: app_state(settings, Shared(stores, partials, held), retry, rescan_sleep),
     )
     for tool, title, icon_name in ((generate_image, "Generate image", "generate"), (edit_image, "Edit image", "edit")):
         server.add_tool(tool, title=title, icons=[icon(icon_name, 64)], annotations=tool_annotations(title))
     return server
 
 
+@dataclass(frozen=True)
+class Shared:
+    """What the server and its lifespan both use."""
+
+    stores: Stores
+    partials: PartialPreviews
+    held: HeldImages
+
+
 @asynccontextmanager
 async def app_state(
-    settings: Settings, stores: Stores, partials: PartialPreviews, retry: RetryPolicy | None
+    settings: Settings, shared: Shared, retry: RetryPolicy | None, rescan_sleep: Sleep
 ) -> AsyncIterator[AppState]:
     """The server's lifespan: the Foundry client, the image service, and the background generations."""
+    stores = shared.stores
     auth = ApiKeyAuth(settings.api_key.get_secret_value()) if settings.api_key else EntraTokenAuth()
     http = FoundryHttp(
         lambda: build_client(
@@ -189,9 +229,11 @@ async def app_state(
             run_settings=RunSettings(
                 poll_interval=settings.poll_interval, timeout=settings.timeout, heartbeat=settings.heartbeat
             ),
-            partials=partials,
+            partials=shared.partials,
+            held=shared.held,
         )
         await service.resume_pending(stores.every())
+        background.start_soon(service.pending.watch, stores.every, rescan_sleep)
         note = EMULATOR_NOTE if settings.emulator else None
         try:
             yield AppState(service=service, fetcher=fetcher, stores=stores, input_dirs=settings.input_dirs, note=note)
@@ -201,7 +243,9 @@ async def app_state(
             with anyio.CancelScope(shield=True):
                 if not await jobs.drain(SHUTDOWN_GRACE_SECONDS):
                     logger.warning("Leaving unfinished generations to be resumed at the next start")
-            background.cancel_scope.cancel()
+                background.cancel_scope.cancel()
+                await anyio.to_thread.run_sync(shared.held.flush)
+                shared.held.release_all()
             await http.aclose()
 
 

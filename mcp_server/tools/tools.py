@@ -19,10 +19,11 @@ from mcp_types.version import is_version_at_least
 from pydantic import Field
 
 from mcp_server.errors import FoundryImageError
+from mcp_server.images.store import ImageStore
 from mcp_server.images.stores import Stores
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
 from mcp_server.protocol import INPUT_FIDELITY, MAX_PROMPT_CHARS, InputFidelity
-from mcp_server.service.calls import ImageOptions
+from mcp_server.service.calls import GeneratedImage, ImageOptions
 from mcp_server.service.generation import ImageService
 from mcp_server.tools.params import with_image_options
 from mcp_server.tools.results import ImageResult, error_result, image_result
@@ -116,7 +117,7 @@ async def generate_image(
     except FoundryImageError as exc:
         logger.info("generate_image failed: %s", exc.code)
         return error_result(exc)
-    return image_result(generated, store, note=state.note)
+    return _result(state, generated, store)
 
 
 @with_image_options
@@ -150,7 +151,12 @@ async def edit_image(
     except FoundryImageError as exc:
         logger.info("edit_image failed: %s", exc.code)
         return error_result(exc)
-    return image_result(generated, store, note=state.note)
+    return _result(state, generated, store)
+
+
+def _result(state: AppState, generated: GeneratedImage, store: ImageStore) -> CallToolResult:
+    held = state.service.held.get(store, generated.record.image_id) if generated.unsaved else None
+    return image_result(generated, store, note=state.note, data=held.data if held else None)
 
 
 def progress(ctx: ToolContext) -> Callable[[float, float | None, str], Awaitable[None]]:
