@@ -14,7 +14,8 @@
 ```
 
 Each error carries a short machine `code`, the upstream HTTP `status` and `request_id` when
-there is one, and a `hint` (what to do next). Secrets never go into any of them.
+there is one, the wait the service asked for before a retry (`retry_after`, seconds) when it
+said, and a `hint` (what to do next). Secrets never go into any of them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class FoundryImageError(Exception):
         request_id: str | None = None,
         upstream_code: str | None = None,
         upstream_param: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -47,6 +49,8 @@ class FoundryImageError(Exception):
         self.request_id = request_id
         self.upstream_code = upstream_code
         self.upstream_param = upstream_param
+        self.retry_after = retry_after
+        """Seconds the service asked to wait before retrying (Retry-After / retry-after-ms), if it said."""
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}" if self.hint else self.message
@@ -60,6 +64,7 @@ class FoundryImageError(Exception):
             "status": self.status,
             "upstream_code": self.upstream_code,
             "request_id": self.request_id,
+            "retry_after_seconds": self.retry_after,
         }
 
 
