@@ -16,7 +16,8 @@
 ```
 
 Each error carries a short machine `code`, the upstream HTTP `status` and `request_id` when
-there is one, and a `hint` (what to do next). Secrets never go into any of them.
+there is one, the wait the service asked for before a retry (`retry_after`, seconds) when it
+said, and a `hint` (what to do next). Secrets never go into any of them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FoundryImageError(Exception):
         request_id: str | None = None,
         upstream_code: str | None = None,
         upstream_param: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +51,8 @@ class FoundryImageError(Exception):
         self.request_id = request_id
         self.upstream_code = upstream_code
         self.upstream_param = upstream_param
+        self.retry_after = retry_after
+        """Seconds the service asked to wait before retrying (Retry-After / retry-after-ms), if it said."""
         self.pending_uri: str | None = None
         """Where the image will appear if the generation this error interrupted still finishes upstream."""
 
@@ -64,7 +68,8 @@ class FoundryImageError(Exception):
             "status": self.status,
             "upstream_code": self.upstream_code,
             "request_id": self.request_id,
-            **({"pending_uri": self.pending_uri} if self.pending_uri else {}),
+            "retry_after_seconds": self.retry_after,
+            "pending_uri": self.pending_uri,
         }
 
 

@@ -100,7 +100,7 @@ def sse_events(text: str) -> list[dict[str, Any]]:
 
 
 def test_every_fault_is_documented() -> None:
-    assert len(set(FAULTS)) == len(FAULTS) == 21
+    assert len(set(FAULTS)) == len(FAULTS) == 25
     doc = faults.__doc__ or ""
     for name in FAULTS:
         assert f"`{name}`" in doc, name
@@ -324,6 +324,195 @@ def test_reset_after_accept_leaves_a_completed_response_findable_by_metadata(
     mine = [r for r in listed if r["metadata"].get("client_request") == "abc-123"]
     assert [r["id"] for r in mine] == [stored.response["id"]]
     assert mine[0]["status"] == "completed" and base64.b64decode(image_call(mine[0])["result"]) == stored.image_bytes
+    assert_generates(http)
+
+
+# ---------------------------------------------------------------- answers lost after acceptance
+
+UNREADABLE = ("json-reset-after-accept", "not-json-after-accept", "event-not-json-after-accept")
+TRIGGERS = ("header", "marker", "schedule")
+
+
+def triggered(emulator: RunningEmulator, name: str, trigger: str, prompt: str = "a fox") -> dict[str, Any]:
+    """The create arguments (`prompt`, `headers`) that give the next create `name` by `trigger`."""
+    if trigger == "schedule":
+        emulator.state.inject(name)
+        return {"prompt": prompt, "headers": None}
+    if trigger == "marker":
+        return {"prompt": f"{prompt} [[fault:{name}]]", "headers": None}
+    return {"prompt": prompt, "headers": fault(name)}
+
+
+def listed_by_tag(http: httpx2.Client, tag: str) -> list[dict[str, Any]]:
+    """The responses whose metadata carries `tag`, found through the list route as a client would."""
+    return [r for r in http.get(RESPONSES, params={"limit": 100}).json()["data"] if r["metadata"].get("tag") == tag]
+
+
+def wire_json(response: dict[str, Any]) -> bytes:
+    """A Response as the emulator's JSON answers render it."""
+    return json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def resumed(http: httpx2.Client, response_id: str, starting_after: int) -> list[dict[str, Any]]:
+    params = {"stream": "true", "starting_after": str(starting_after)}
+    reply = http.get(f"{RESPONSES}/{response_id}", params=params)
+    assert reply.status_code == 200, reply.text
+    return sse_events(reply.text)
+
+
+def read_until_broken(reply: httpx2.Response) -> bytes:
+    """The body bytes that arrived before the connection broke (and it must break)."""
+    received = b""
+    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
+        for chunk in reply.iter_raw():
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_json_reset_after_accept_cuts_the_whole_json_after_processing_it(
+    emulator: RunningEmulator, http: httpx2.Client, trigger: str, stream: bool
+) -> None:
+    make_agent(http)
+    args = triggered(emulator, "json-reset-after-accept", trigger)
+    body = {
+        "agent_reference": {"type": "agent_reference", "name": "img-agent"},
+        "input": args["prompt"],
+        "metadata": {"tag": "lost-json"},
+        "stream": stream,
+        "background": stream,
+    }
+    headers = {**DEPLOYMENT, **(args["headers"] or {})}
+    with http.stream("POST", RESPONSES, json=body, headers=headers) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"] == "application/json", "JSON even for a streamed create"
+        received = read_until_broken(reply)
+    [stored] = emulator.state.responses.values()
+    assert stored.status == "completed" and stored.image_bytes and stored.streamed is stream
+    whole = wire_json(stored.response)
+    assert int(reply.headers["content-length"]) == len(whole), "the Content-Length of the whole Response"
+    assert received == whole[: len(whole) // 2]
+    assert [r["id"] for r in listed_by_tag(http, "lost-json")] == [stored.response["id"]]
+    if stream:
+        events = resumed(http, stored.response["id"], 1)
+        assert events[0]["sequence_number"] == 2 and events[-1]["type"] == "response.completed"
+    assert not emulator.state.pending_faults()
+    assert_generates(http)
+
+
+@pytest.mark.parametrize("name", ["not-json-after-accept", "event-not-json-after-accept"])
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_a_non_streamed_create_gets_a_gateway_page_after_processing(
+    emulator: RunningEmulator, http: httpx2.Client, trigger: str, name: str
+) -> None:
+    make_agent(http)
+    args = triggered(emulator, name, trigger)
+    reply = create(http, args["prompt"], headers=args["headers"], metadata={"tag": "lost-page"})
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
+    assert reply.text == faults.GATEWAY_PAGE and "upstream connect error" in reply.text
+    with pytest.raises(json.JSONDecodeError):
+        reply.json()
+    [stored] = emulator.state.responses.values()
+    assert stored.status == "completed" and stored.image_bytes
+    [found] = listed_by_tag(http, "lost-page")
+    assert found["id"] == stored.response["id"] and found["metadata"] == {"tag": "lost-page"}
+    assert image_call(found)["revised_prompt"] == "a fox", "the marker was stripped before processing"
+    assert not emulator.state.pending_faults()
+    assert_generates(http)
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_not_json_after_accept_answers_a_stream_with_the_page_once_it_ended(
+    emulator: RunningEmulator, http: httpx2.Client, trigger: str
+) -> None:
+    make_agent(http)
+    args = triggered(emulator, "not-json-after-accept", trigger)
+    reply = create(
+        http, args["prompt"], headers=args["headers"], stream=True, background=True, metadata={"tag": "page"}
+    )
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
+    assert reply.text == faults.GATEWAY_PAGE
+    [stored] = emulator.state.responses.values()
+    assert stored.status == "completed" and stored.streamed
+    assert [r["id"] for r in listed_by_tag(http, "page")] == [stored.response["id"]]
+    events = resumed(http, stored.response["id"], -1)
+    assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
+    assert_generates(http)
+
+
+@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("trigger", TRIGGERS)
+def test_event_not_json_after_accept_garbles_the_event_after_in_progress_and_ends(
+    emulator: RunningEmulator, http: httpx2.Client, trigger: str, background: bool
+) -> None:
+    make_agent(http, partial_images=1)
+    args = triggered(emulator, "event-not-json-after-accept", trigger)
+    reply = create(
+        http, args["prompt"], headers=args["headers"], stream=True, background=background, metadata={"tag": "ev"}
+    )
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+    data = [line[6:] for line in reply.text.splitlines() if line.startswith("data: ")]
+    readable = [json.loads(item) for item in data[:-1]]
+    expected = ["response.created", *(["response.queued"] if background else []), "response.in_progress"]
+    assert [event["type"] for event in readable] == expected
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(data[-1])
+    response_id = readable[0]["response"]["id"]
+    assert [r["id"] for r in listed_by_tag(http, "ev")] == [response_id]
+    # The response runs on: resuming after the last readable event replays the garbled one and the rest.
+    rest = resumed(http, response_id, readable[-1]["sequence_number"])
+    assert rest[0]["sequence_number"] == len(readable) and data[-1] in json.dumps(rest[0], separators=(",", ":"))
+    assert rest[-1]["type"] == "response.completed"
+    assert emulator.state.get_response(response_id) is not None
+    assert emulator.state.image_bytes(response_id)
+    assert not emulator.state.pending_faults()
+    assert_generates(http)
+
+
+@pytest.mark.parametrize("name", UNREADABLE)
+def test_retrieves_and_resumes_are_never_faulted_by_them(
+    emulator: RunningEmulator, http: httpx2.Client, name: str
+) -> None:
+    make_agent(http)
+    response = create(http, stream=True, background=True)
+    response_id = sse_events(response.text)[0]["response"]["id"]
+    emulator.state.inject(name, method="GET", path=f"/responses/{response_id}")
+    retrieved = http.get(f"{RESPONSES}/{response_id}", headers=fault(name))
+    assert retrieved.status_code == 200 and retrieved.json()["status"] == "completed"
+    params = {"stream": "true", "starting_after": "1"}
+    replay = http.get(f"{RESPONSES}/{response_id}", params=params)
+    assert sse_events(replay.text)[-1]["type"] == "response.completed"
+    assert not emulator.state.pending_faults(), "the scheduled fault was spent on the resume, to no effect"
+
+
+def test_json_reset_after_accept_elsewhere_acts_as_reset_after_accept(
+    emulator: RunningEmulator, http: httpx2.Client
+) -> None:
+    definition = {"kind": "prompt", "model": "gpt-4.1", "tools": [{"type": "image_generation"}]}
+    emulator.state.inject("json-reset-after-accept", path="/agents/img-agent/versions")
+    with pytest.raises(httpx2.RemoteProtocolError):
+        http.post("/agents/img-agent/versions", params=V1, json={"definition": definition})
+    assert [v.version for v in emulator.state.agent_versions("img-agent")] == ["1"], "processed"
+
+
+@pytest.mark.parametrize("name", ["not-json-after-accept", "event-not-json-after-accept"])
+def test_the_unreadable_answers_elsewhere_act_as_truncate_stream(http: httpx2.Client, name: str) -> None:
+    make_agent(http)
+    reply = http.get("/agents/img-agent", params=V1, headers=fault(name))
+    assert reply.status_code == 200 and int(reply.headers["content-length"]) == len(reply.content)
+    assert reply.text.startswith('{"object":"agent"')
+    with pytest.raises(json.JSONDecodeError):
+        reply.json()
+
+
+def test_a_long_429_asks_for_two_minutes_in_seconds_only(emulator: RunningEmulator, http: httpx2.Client) -> None:
+    make_agent(http)
+    reply = create(http, headers=fault("429-long"))
+    assert reply.status_code == 429 and reply.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "120 seconds" in reply.json()["error"]["message"]
+    assert reply.headers["retry-after"] == "120" and "retry-after-ms" not in reply.headers
+    assert emulator.state.responses == {}
     assert_generates(http)
 
 
@@ -697,3 +886,53 @@ def test_list_responses_filters_orders_and_pages(emulator: RunningEmulator, http
     legacy = http.get("/openai/responses", params={"api-version": "2025-11-15-preview", "agent_name": "other-agent"})
     assert [r["id"] for r in legacy.json()["data"]] == [theirs]
     assert http.get("/openai/responses").status_code == 400, "the legacy route needs its api-version"
+
+
+def test_list_responses_includes_direct_ones_and_pages_with_after(
+    emulator: RunningEmulator, http: httpx2.Client
+) -> None:
+    make_agent(http)
+    tool = {"type": "image_generation", "model": IMAGE, "quality": "low"}
+    direct_body = {"model": "gpt-4.1", "tools": [tool], "input": "direct", "metadata": {"tag": "d", "n": "0"}}
+    direct = http.post(RESPONSES, json=direct_body, headers=DEPLOYMENT).json()["id"]
+    agent = [create(http, f"picture {i}", metadata={"tag": "a", "n": str(i)}).json()["id"] for i in range(3)]
+
+    ids, after, pages = [], None, 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"after": after} if after else {})}
+        page = http.get(RESPONSES, params=params).json()
+        ids += [r["id"] for r in page["data"]]
+        assert (page["first_id"], page["last_id"]) == (page["data"][0]["id"], page["data"][-1]["id"])
+        pages += 1
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert ids == [*reversed(agent), direct] and pages == 2, "direct responses are listed without agent_name"
+    everything = {r["id"]: r for r in http.get(RESPONSES).json()["data"]}
+    assert everything[direct]["metadata"] == {"tag": "d", "n": "0"} and everything[direct]["agent_reference"] is None
+    assert [everything[i]["metadata"] for i in agent] == [{"tag": "a", "n": str(i)} for i in range(3)]
+    only_agent = http.get(RESPONSES, params={"agent_name": "img-agent"}).json()["data"]
+    assert direct not in [r["id"] for r in only_agent]
+    assert [s.response["id"] for s in emulator.state.find_responses(tag="a")] == agent
+    assert [s.response["id"] for s in emulator.state.find_responses(tag="a", n="1")] == [agent[1]]
+
+
+def test_a_forgotten_response_is_gone_with_the_real_404(emulator: RunningEmulator, http: httpx2.Client) -> None:
+    make_agent(http)
+    response_id = create(http, metadata={"tag": "soon-gone"}).json()["id"]
+    assert emulator.state.forget_response(response_id) is True
+    assert emulator.state.forget_response(response_id) is False
+    reply = http.get(f"{RESPONSES}/{response_id}")
+    assert reply.status_code == 404
+    assert reply.json() == {
+        "error": {
+            "message": f"Response with id '{response_id}' not found.",
+            "type": "invalid_request_error",
+            "param": "response_id",
+            "code": "not_found",
+        }
+    }
+    resume = http.get(f"{RESPONSES}/{response_id}", params={"stream": "true", "starting_after": "0"})
+    assert resume.status_code == 404
+    assert listed_by_tag(http, "soon-gone") == [] and emulator.state.find_responses(tag="soon-gone") == []
+    assert_generates(http)

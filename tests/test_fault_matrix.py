@@ -59,6 +59,8 @@ MATRIX = [
     Row("429", creates=1, sends=2, waits=(0.1,)),
     Row("429-bare", creates=1, sends=2, waits=(0.5,)),
     Row("429", times=ATTEMPTS, ok=False, code="rate_limited", says=("429", "wait"), sends=ATTEMPTS, waits=(0.1,) * 3),
+    # retry-after: 120 is above RetryPolicy.max_server_delay (60 s): refused at once, the wait named.
+    Row("429-long", ok=False, code="rate_limited", says=("asked to wait 120 s",), creates=0),
     Row("500", creates=1, sends=2, waits=(0.5,)),
     Row("502", creates=1, sends=2, waits=(0.5,)),
     Row("503", creates=1, sends=2, waits=(1.0,)),
@@ -73,6 +75,9 @@ MATRIX = [
     ),
     Row("reset", creates=1, sends=2),
     Row("reset-after-accept", creates=1),
+    Row("json-reset-after-accept", creates=1),
+    Row("not-json-after-accept", creates=1),
+    Row("event-not-json-after-accept", creates=1),
     Row("truncate-stream", creates=1),
     Row("truncate-body", creates=1, sends=2),  # unreadable: looked up by its tag, not found, so sent again
     Row("stall", creates=1, env={"FOUNDRY_IMAGE_MCP_READ_TIMEOUT": str(READ_TIMEOUT)}),

@@ -252,3 +252,75 @@ async def test_a_create_that_failed_after_it_was_sent_is_not_retried(
 async def test_an_idempotent_request_that_failed_after_it_was_sent_is_retried(time_: FakeTime) -> None:
     body, seen = await send([httpx2.ReadError("cut")], time_.policy())
     assert body == {"ok": True} and len(seen) == 2
+
+
+# ------------------------------------------------------------------ the caller's own deadline
+
+
+async def test_a_429_asking_longer_than_the_caller_has_left_is_raised_at_once(time_: FakeTime) -> None:
+    with anyio.move_on_after(5) as scope, pytest.raises(RateLimitedError) as caught:
+        await send([error(429, {"retry-after": "30"})], time_.policy())
+    assert time_.waits == [] and not scope.cancelled_caught, "no wait started, nothing cut short"
+    rate_limited = caught.value
+    assert rate_limited.code == "rate_limited" and rate_limited.retry_after == 30.0
+    assert "Foundry asked to wait 30 s before retrying" in str(rate_limited)
+    assert rate_limited.to_dict()["retry_after_seconds"] == 30.0
+
+
+async def test_a_429_is_waited_when_the_caller_has_time_for_it(time_: FakeTime) -> None:
+    with anyio.move_on_after(60):
+        body, seen = await send([error(429, {"retry-after": "30"})], time_.policy())
+    assert body == {"ok": True} and len(seen) == 2 and time_.waits == [30.0]
+
+
+async def test_the_nearest_enclosing_deadline_counts(time_: FakeTime) -> None:
+    with anyio.fail_after(10), anyio.move_on_after(600), pytest.raises(RateLimitedError):
+        await send([error(429, {"retry-after-ms": "20000"})], time_.policy())
+    assert time_.waits == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "raised"),
+    [
+        (error(503, {"retry-after": "2"}), ServiceRefusedError),
+        (error(500), ServiceRefusedError),
+        (httpx2.ConnectError("refused"), ServiceUnreachableError),
+    ],
+)
+async def test_no_retry_wait_starts_that_cannot_end_in_time(
+    time_: FakeTime, reply: Reply, raised: type[Exception]
+) -> None:
+    # The backoff after a 500 or a refused connection is 0.5 s; the 503 asks for 2 s: none fits in 0.3 s.
+    with anyio.move_on_after(0.3) as scope, pytest.raises(raised):
+        await send([reply], time_.policy())
+    assert time_.waits == [] and not scope.cancelled_caught
+
+
+async def test_retries_go_on_while_each_wait_fits(time_: FakeTime) -> None:
+    with anyio.move_on_after(30):
+        body, seen = await send([error(503, {"retry-after": "2"}), error(500)], time_.policy())
+    assert body == {"ok": True} and len(seen) == 3 and time_.waits == [2.0, 1.0]
+
+
+# ------------------------------------------------------------------ the wait, machine-readable
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({"retry-after": "1"}, 1.0), ({"retry-after-ms": "100", "retry-after": "1"}, 0.1), ({}, None)],
+)
+async def test_the_asked_wait_is_kept_on_the_final_error(
+    time_: FakeTime, headers: dict[str, str], expected: float | None
+) -> None:
+    with pytest.raises(ServiceRefusedError) as caught:
+        await send([error(503, headers)] * 4, time_.policy())
+    assert caught.value.retry_after == expected
+    assert caught.value.to_dict()["retry_after_seconds"] == expected
+    said = "Foundry asked to wait" in (caught.value.hint or "")
+    assert said is (expected is not None)
+
+
+async def test_a_429_without_a_delay_says_to_wait_a_minute(time_: FakeTime) -> None:
+    with pytest.raises(RateLimitedError) as caught:
+        await send([error(429)] * 4, time_.policy())
+    assert caught.value.retry_after is None and "Wait a minute" in (caught.value.hint or "")

@@ -11,11 +11,15 @@ from typing import Final
 FAULTS: Final[tuple[str, ...]] = (
     "429",
     "429-bare",
+    "429-long",
     "500",
     "502",
     "503",
     "reset",
     "reset-after-accept",
+    "json-reset-after-accept",
+    "not-json-after-accept",
+    "event-not-json-after-accept",
     "stall",
     "truncate-body",
     "truncate-stream",
@@ -33,6 +37,12 @@ FAULTS: Final[tuple[str, ...]] = (
 )
 PROCESSED_FILTERS: Final = frozenset({"filter-failed", "filter-call", "filter-incomplete"})
 """Content-filter faults that shape a generated response rather than refusing the request."""
+UNREADABLE_AFTER_ACCEPT: Final = frozenset(
+    {"json-reset-after-accept", "not-json-after-accept", "event-not-json-after-accept"}
+)
+"""Faults that let a responses create be processed, then answer it with something the client cannot read."""
+BUFFERED_ANSWERS: Final = frozenset({"json-reset-after-accept", "not-json-after-accept"})
+"""Of those, the ones whose streamed create is answered, as a buffering proxy would, only once the response ended."""
 
 
 def check_fault(name: str) -> str:

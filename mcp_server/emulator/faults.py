@@ -13,12 +13,26 @@ The faults (`FAULTS`, named in `fault_names`):
 - `429`: HTTP 429 `rate_limit_exceeded` (OpenAI shape, `type:"requests"`) with `retry-after: 1`,
   `retry-after-ms: 100`, `x-ratelimit-remaining-requests: 0` and `x-ratelimit-remaining-tokens: 0`.
 - `429-bare`: the same 429 without any retry-after or x-ratelimit header.
+- `429-long`: a 429 `rate_limit_exceeded` ("Please retry after 120 seconds.") with `retry-after: 120` and the
+  x-ratelimit headers but no `retry-after-ms`: a wait longer than a client should hold a call for.
 - `500`, `502`, `503`: Foundry-shaped server errors (`server_error`, `bad_gateway`, `service_unavailable`, with
   `additionalInfo.request_id`); the 503 also sends `retry-after: 1`.
 - `reset`: a reset before acceptance. The response start (200, with the JSON or event-stream headers the real
   answer would have) is sent, then the connection is dropped without a complete body. Nothing is processed.
 - `reset-after-accept`: the request is processed first (a responses create exists and runs to completion),
   then its answer is cut as with `reset`: a JSON answer after half its body, an event stream at once.
+- `json-reset-after-accept`: the responses create is processed (the response exists and runs to completion),
+  then answered 200 `application/json` with the Content-Length of the whole Response JSON, the first half of
+  that body, and a dropped connection (the client sees a transport error mid-body). A streamed create gets the
+  same JSON answer, as from a buffering proxy: only once its response ended (the response itself was streamed,
+  so its events can still be replayed).
+- `not-json-after-accept`: the responses create is processed, then answered 200 `text/html` with a gateway's
+  page (`GATEWAY_PAGE`) instead of its JSON or event stream; a streamed create is answered once its response
+  ended.
+- `event-not-json-after-accept`: the responses create is processed; its event stream sends the usual
+  `response.created` (`response.queued`) and `response.in_progress` events, then the next event with a `data:`
+  line that is not JSON (its first half), then ends cleanly without a terminal event, while the response runs
+  on to completion. A non-streamed create is answered as with `not-json-after-accept`.
 - `stall`: the request is processed, then the answer is held back for `EmulatorConfig.stall_seconds` before
   it is sent normally; a client with a shorter read timeout gives up first.
 - `truncate-body`: 200 with the first half of the real JSON body (its Content-Length matching the cut body),
@@ -47,7 +61,11 @@ The faults (`FAULTS`, named in `fault_names`):
 - `deployment-missing`: 404 `DeploymentNotFound`.
 
 Every fault applies to any route; the three processed content-filter faults only make sense on a responses
-create and act as `filter-400` anywhere else.
+create and act as `filter-400` anywhere else. The three `*-after-accept` faults that leave an answer unreadable
+(`json-reset-after-accept`, `not-json-after-accept`, `event-not-json-after-accept`) only apply to a responses
+create: a retrieve or a stream resume (`GET .../responses/{id}`) they fall on is answered normally (the way
+back to the response is never faulted by them); on any other route `json-reset-after-accept` acts as
+`reset-after-accept`, and the other two as `truncate-stream` (processed, half the JSON answer).
 """
 
 from __future__ import annotations
@@ -56,55 +74,23 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from starlette.responses import Response, StreamingResponse
 
-from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
-
 from .context import Ctx
-from .errors import (
-    INVALID_REQUEST,
-    ApiError,
-    content_filter_error,
-    content_filters_error,
-    deployment_not_found,
-    foundry_error,
-    image_header_missing,
-    invalid_payload,
-    moderation_blocked,
-)
-from .fault_names import FAULTS, PROCESSED_FILTERS
+from .errors import ApiError, invalid_payload
+from .fault_errors import error_for, is_responses_create
+from .fault_names import FAULTS, UNREADABLE_AFTER_ACCEPT
 
 FAULT_HEADER = "x-emulator-fault"
 MARKER = re.compile(r"\[\[fault:([^\]]*)\]\]")
-
-RATE_LIMIT_MESSAGE = (
-    "Requests to the Responses API have exceeded the rate limit of your current pricing tier. "
-    "Please retry after 1 second."
+RETRIEVE = re.compile(r"/responses/[^/]+/?$")
+GATEWAY_PAGE: Final = (
+    "<html><body>upstream connect error or disconnect/reset before headers. "
+    "reset reason: connection termination</body></html>"
 )
-PREVIEW_MESSAGE = (
-    "Workflow agents is in preview. This operation requires the following opt-in preview feature(s): "
-    "WorkflowAgents=V1Preview. Include the 'Foundry-Features: WorkflowAgents=V1Preview' header in your request."
-)
-RATE_LIMIT_HEADERS = {
-    "retry-after": "1",
-    "retry-after-ms": "100",
-    "x-ratelimit-remaining-requests": "0",
-    "x-ratelimit-remaining-tokens": "0",
-}
-_SERVER_ERRORS = {
-    "500": (500, "server_error", "The server had an error while processing your request. Sorry about that!"),
-    "502": (502, "bad_gateway", "The upstream service returned an invalid response. Please retry."),
-    "503": (503, "service_unavailable", "The service is temporarily unavailable. Please retry after 1 second."),
-}
-
-_SIMPLE_ERRORS: dict[str, Callable[[], ApiError]] = {
-    "filter-400-array": lambda: content_filters_error(64),
-    "moderation-blocked": moderation_blocked,
-    "image-header-missing": image_header_missing,
-    "agent-field": lambda: invalid_payload("Not allowed when agent is specified.", "tools"),
-}
+"""The body of `not-json-after-accept`: what an Envoy-style gateway answers when it lost its upstream."""
 
 Process = Callable[[Ctx], Awaitable[Response]]
 """Runs the route handler for a context and maps its errors to responses, as the route wrapper does."""
@@ -115,10 +101,6 @@ class InjectedReset(RuntimeError):
 
 
 # ---------------------------------------------------------------- choosing the fault
-
-
-def is_responses_create(method: str, path: str) -> bool:
-    return method == "POST" and path.rstrip("/").endswith("/responses")
 
 
 def _unknown(name: str, param: str) -> ApiError:
@@ -174,43 +156,6 @@ def choose_fault(ctx: Ctx) -> str | None:
 # ---------------------------------------------------------------- the faults' answers
 
 
-def error_for(fault: str, ctx: Ctx) -> ApiError | None:
-    """The error that answers `fault` without processing the request, or None for faults that are not errors."""
-    if fault in ("429", "429-bare"):
-        body = {
-            "error": {"code": "rate_limit_exceeded", "message": RATE_LIMIT_MESSAGE, "type": "requests", "param": None}
-        }
-        return ApiError(429, body, dict(RATE_LIMIT_HEADERS) if fault == "429" else None)
-    if fault in _SERVER_ERRORS:
-        status, code, message = _SERVER_ERRORS[fault]
-        error = foundry_error(status, code, message, None, error_type="server_error")
-        if fault == "503":
-            error.headers["retry-after"] = "1"
-        return error
-    if fault == "filter-400" or (
-        fault in PROCESSED_FILTERS and not is_responses_create(ctx.request.method, ctx.request.url.path)
-    ):
-        return content_filter_error()
-    simple = _SIMPLE_ERRORS.get(fault)
-    if simple is not None:
-        return simple()
-    if fault == "token-expired":
-        body = {
-            "error": {
-                "code": "ExpiredAuthenticationToken",
-                "message": "Lifetime validation failed, the token is expired.",
-                "type": INVALID_REQUEST,
-                "param": None,
-            }
-        }
-        return ApiError(401, body, {"www-authenticate": 'Bearer error="invalid_token"'})
-    if fault == "forbidden-preview":
-        return foundry_error(403, "preview_feature_required", PREVIEW_MESSAGE, "Foundry-Features")
-    if fault == "deployment-missing":
-        return deployment_not_found(ctx.headers.get(IMAGE_DEPLOYMENT_HEADER, "").strip() or "gpt-image-1")
-    return None
-
-
 def _wants_stream(ctx: Ctx) -> bool:
     if ctx.request.method == "GET":
         return ctx.query.get("stream", "").lower() in ("true", "1")
@@ -249,16 +194,42 @@ def _truncated(real: Response) -> Response:
     return Response(bytes(real.body[: len(real.body) // 2]), status_code=real.status_code, headers=headers)
 
 
+def _gateway_page() -> Response:
+    return Response(GATEWAY_PAGE, status_code=200, media_type="text/html")
+
+
+def _off_create(fault: str, ctx: Ctx) -> str | None:
+    """What an unreadable-after-accept fault becomes away from a responses create: None on a retrieve or a
+    stream resume (answered normally), the closest existing fault elsewhere."""
+    method, path = ctx.request.method, ctx.request.url.path
+    if is_responses_create(method, path):
+        return fault
+    if method == "GET" and RETRIEVE.search(path):
+        return None
+    return "reset-after-accept" if fault == "json-reset-after-accept" else "truncate-stream"
+
+
 async def apply(fault: str, ctx: Ctx, process: Process) -> Response:
     """Answer the request as `fault` dictates; `process` runs the real handler when the fault needs it."""
-    error = error_for(fault, ctx)
+    error = error_for(fault, ctx.request.method, ctx.request.url.path, ctx.headers)
     if error is not None:
         return error.response()
+    if fault in UNREADABLE_AFTER_ACCEPT:
+        shown = _off_create(fault, ctx)
+        if shown is None:
+            return await process(ctx)
+        fault = shown
     ctx.fault = fault
     if fault == "reset":
         return _reset_before_acceptance(ctx)
-    if fault == "reset-after-accept":
+    if fault in ("reset-after-accept", "json-reset-after-accept"):
+        # The create handler answers a streamed json-reset-after-accept with its JSON, once the response ended.
         return _cut(await process(ctx))
+    if fault in ("not-json-after-accept", "event-not-json-after-accept"):
+        real = await process(ctx)
+        # The create handler garbles the stream of event-not-json-after-accept itself.
+        streamed = fault == "event-not-json-after-accept" and isinstance(real, StreamingResponse)
+        return real if streamed else _gateway_page()
     if fault == "stall":
         real = await process(ctx)
         await asyncio.sleep(ctx.config.stall_seconds)

@@ -11,7 +11,7 @@ from mcp_server.protocol import LEGACY_RESPONSES_API_VERSION
 
 from .context import Ctx
 from .errors import foundry_error, invalid_payload, openai_error
-from .fault_names import PROCESSED_FILTERS
+from .fault_names import BUFFERED_ANSWERS, PROCESSED_FILTERS
 from .generation import cancel, start
 from .paging import page
 from .planning import build_plan
@@ -43,20 +43,27 @@ async def create(ctx: Ctx) -> Response:
     if ctx.fault in PROCESSED_FILTERS:
         plan.content_filter = ctx.fault
     stored = start(plan, body, ctx.state, ctx.config)
-    if plan.stream:
+    # A buffering proxy (json-reset-after-accept, not-json-after-accept) answers a stream once it ended.
+    buffered = plan.stream and ctx.fault in BUFFERED_ANSWERS
+    if plan.stream and not buffered:
         header = ctx.headers.get("x-emulator-drop-stream-after")
         drop_after = int(header) if header and header.isdigit() else ctx.config.drop_stream_after
-        # The truncate-stream fault: the stream ends cleanly, its terminal event never sent.
-        end_after = "response.in_progress" if ctx.fault == "truncate-stream" else None
-        return event_stream(stored, drop_after=drop_after, end_after=end_after)
-    if not plan.background and stored.task is not None:
+        # The truncate-stream and event-not-json-after-accept faults: the stream ends cleanly after
+        # response.in_progress (the latter after one more event, garbled), its terminal event never sent.
+        early = ctx.fault in ("truncate-stream", "event-not-json-after-accept")
+        end_after = "response.in_progress" if early else None
+        garble = ctx.fault == "event-not-json-after-accept"
+        return event_stream(stored, drop_after=drop_after, end_after=end_after, garble_next=garble)
+    if (buffered or not plan.background) and stored.task is not None:
         # Shielded: a client that hangs up must not leave the stored response half-made.
         await asyncio.shield(stored.task)
     return JSONResponse(stored.response)
 
 
 async def list_responses(ctx: Ctx) -> Response:
-    """The Azure-only list (protocol §1.3): newest first by default, optionally only one agent's responses."""
+    """The Azure-only list (protocol §1.3): every stored response (direct ones too) with its `metadata` as sent,
+    newest first by default, paged by `limit`/`after`/`before` (`first_id`, `last_id`, `has_more`); with
+    `agent_name`, only that agent's responses."""
     _check_legacy(ctx)
     agent_name = ctx.query.get("agent_name")
     items = []

@@ -199,6 +199,18 @@ class EmulatorState:
         with self.lock:
             return self._responses.pop(response_id, None)
 
+    def forget_response(self, response_id: str) -> bool:
+        """Make the service no longer have this response, as if it expired: later retrieves, resumes, cancels
+        and deletes get the real 404, and listings leave it out. A generation still running finishes unseen.
+        False if there was no such response. Safe to call from any thread."""
+        return self.pop_response(response_id) is not None
+
+    def find_responses(self, **metadata: str) -> list[StoredResponse]:
+        """The stored responses whose `metadata` holds every given pair, oldest first."""
+        with self.lock:
+            stored = list(self._responses.values())
+        return [s for s in stored if all((s.response.get("metadata") or {}).get(k) == v for k, v in metadata.items())]
+
     def image_bytes(self, response_id: str) -> bytes:
         with self.lock:
             stored = self._responses[response_id]

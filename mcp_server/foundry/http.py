@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from mcp_server import __version__
 from mcp_server.errors import FoundryImageError, ServiceUnreachableError, UnexpectedResponseError
-from mcp_server.foundry.retry import RetryPolicy, backoff, retryable_status, server_delay
+from mcp_server.foundry.retry import RetryPolicy, backoff, retryable_status, scope_time_left, server_delay
 from mcp_server.foundry.upstream_errors import error_from_response
 from mcp_server.protocol import IMAGE_DEPLOYMENT_HEADER
 
@@ -81,7 +81,8 @@ class FoundryHttp:
         """Send `request` until it gets a success status, within the retry policy.
 
         With `stream`, the successful response's body is left unread: the caller closes it.
-        Waits go through `RetryPolicy.sleep`, and the deadline is measured with `RetryPolicy.clock`.
+        Waits go through `RetryPolicy.sleep`, and the deadline is measured with `RetryPolicy.clock`. A wait that
+        would end after the enclosing cancel scope's deadline is not started: the last error is raised at once.
         """
         if request.headers.get(IMAGE_DEPLOYMENT_HEADER) == "":
             del request.headers[IMAGE_DEPLOYMENT_HEADER]
@@ -107,6 +108,10 @@ class FoundryHttp:
                 error = error_from_response(response, what, now=policy.wall_clock)
                 delay = self._retry_delay(response, attempt, error)
             if attempt >= policy.attempts or policy.clock() - started + delay > policy.deadline:
+                raise error
+            left = scope_time_left()
+            if delay > left:
+                logger.info("Not waiting %.2f s to retry %s: %.2f s left to the caller", delay, what, max(left, 0.0))
                 raise error
             logger.info("Retrying %s %s in %.2f s after: %s", request.method, request.url.path, delay, error.message)
             await policy.sleep(delay)

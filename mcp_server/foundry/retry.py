@@ -5,7 +5,9 @@ Never retried: other 4xx, and, for a create that is not idempotent, a failure af
 request was sent (the service may have accepted it) -- the caller checks first, by the tag
 it put on the request. The server's own delay wins (`retry-after-ms`, then `retry-after` in
 seconds or as an HTTP date), within the request's deadline; otherwise capped exponential
-backoff with jitter, as the openai SDK does.
+backoff with jitter, as the openai SDK does. No wait is started that would end after the caller's
+own deadline (the enclosing anyio cancel scopes: a run's timeout, a `move_on_after` around the call):
+the error is raised at once instead, saying how long the service asked to wait.
 
 The waiting itself is injectable: `RetryPolicy.sleep`, `.clock` (the request's deadline),
 `.wall_clock` (HTTP-date delays) and `.jitter` default to the real ones, and tests replace them
@@ -78,6 +80,12 @@ def server_delay(headers: httpx2.Headers, now: Clock = time.time) -> float | Non
         return max(0.0, parsedate_to_datetime(value).timestamp() - now())
     except (TypeError, ValueError):
         return None
+
+
+def scope_time_left() -> float:
+    """Seconds until the deadline of the enclosing cancel scopes (`anyio.move_on_after`, `fail_after`); infinite
+    without one, negative once it passed. Read on anyio's own clock, whatever `RetryPolicy.clock` is."""
+    return anyio.current_effective_deadline() - anyio.current_time()
 
 
 def backoff(attempt: int, policy: RetryPolicy) -> float:

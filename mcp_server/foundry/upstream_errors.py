@@ -100,11 +100,13 @@ def error_from_response(response: httpx2.Response, what: str, *, now: Clock = ti
     detail, filters = _parse(response)
     code = detail.code if detail else None
     upstream_message = (detail.message if detail else "") or response.reason_phrase or "no message"
+    wait = server_delay(response.headers, now)
     common: dict[str, Any] = {
         "status": status,
         "request_id": request_id_of(response, detail),
         "upstream_code": code,
         "upstream_param": detail.param if detail else None,
+        "retry_after": wait,
     }
     said = f"Foundry refused to {what} (HTTP {status}{', ' + code if code else ''}): {upstream_message}"
     if status in (401, 403):
@@ -112,15 +114,16 @@ def error_from_response(response: httpx2.Response, what: str, *, now: Clock = ti
     if status == 404:
         return _not_found(response, code, said, upstream_message, common)
     if status == 429:
-        wait = server_delay(response.headers, now)
-        when = f"wait {wait:.0f} s" if wait is not None else "wait a minute"
+        when = f"Foundry asked to wait {seconds(wait)} s before retrying" if wait is not None else "Wait a minute"
         return RateLimitedError(
             f"Foundry is rate limiting requests (HTTP 429): {upstream_message}",
-            hint=f"The quota of the deployment is used up for now; {when} and try again.",
+            hint=f"The quota of the deployment is used up for now. {when}, then try again.",
             **common,
         )
     if status >= 500:
-        return ServiceRefusedError(said + ".", hint="This is a service-side failure; try again shortly.", **common)
+        asked = f" Foundry asked to wait {seconds(wait)} s before retrying." if wait is not None else ""
+        hint = "This is a service-side failure; try again shortly." + asked
+        return ServiceRefusedError(said + ".", hint=hint, **common)
     if detail is not None and is_content_filter(detail, filters):
         return filtered_error(detail, filters, common)
     if detail is not None and status == 400:
@@ -128,6 +131,11 @@ def error_from_response(response: httpx2.Response, what: str, *, now: Clock = ti
         if special is not None:
             return special
     return ServiceRefusedError(said, hint=refusal_hint(status, detail), **common)
+
+
+def seconds(value: float) -> str:
+    """A wait as the hints write it: whole seconds, or tenths below ten (`30`, `2.5`, `0.1`)."""
+    return f"{round(value):d}" if value >= 10 else f"{round(value, 1):g}"
 
 
 def _not_found(

@@ -34,6 +34,7 @@ class ErrorInfo(BaseModel):
     status: int | None = Field(default=None, description="Upstream HTTP status")
     upstream_code: str | None = None
     request_id: str | None = Field(default=None, description="Foundry request id, for support")
+    retry_after_seconds: float | None = Field(default=None, description="How long the service asked to wait")
     pending_uri: str | None = Field(
         default=None,
         description="Where the image will appear if the interrupted generation still finishes upstream "
