@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
@@ -28,6 +29,7 @@ from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 from mcp_server.config import Settings
 from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from mcp_server.foundry.retry import RetryPolicy
+from mcp_server.service.pending import Sleep
 from mcp_server.tools.server import build_server
 
 MODES = ["auto", "legacy"]
@@ -85,6 +87,7 @@ def image_server(
     api_key: str | None = "test-key",
     extra_env: Mapping[str, str] | None = None,
     retry: RetryPolicy | None = FAST_RETRY,
+    rescan_sleep: Sleep = anyio.sleep,
 ) -> MCPServer[Any]:
     """The real server, built in this process from the settings `server_env` describes."""
     unread = sorted(name for name in extra_env or {} if not name.startswith(SERVER_VARIABLES))
@@ -93,7 +96,7 @@ def image_server(
         # from os.environ by a library, so a test must set it there (monkeypatch; see the managed_identity fixture).
         raise ValueError(f"{unread} are not server settings; set them with monkeypatch.setenv")
     settings = Settings.load(environ=server_env(endpoint, output_dir, api_key=api_key, extra_env=extra_env))
-    return build_server(settings, retry=retry)
+    return build_server(settings, retry=retry, rescan_sleep=rescan_sleep)
 
 
 def connect(
@@ -104,10 +107,13 @@ def connect(
     api_key: str | None = "test-key",
     extra_env: Mapping[str, str] | None = None,
     retry: RetryPolicy | None = FAST_RETRY,
+    rescan_sleep: Sleep = anyio.sleep,
     **client_options: Any,
 ) -> Client:
     """An in-process `mcp.Client` (not yet entered) on a server configured by this environment."""
-    server = image_server(endpoint, output_dir, api_key=api_key, extra_env=extra_env, retry=retry)
+    server = image_server(
+        endpoint, output_dir, api_key=api_key, extra_env=extra_env, retry=retry, rescan_sleep=rescan_sleep
+    )
     return Client(server, mode=mode, **client_options)
 
 

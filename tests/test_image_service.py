@@ -325,7 +325,7 @@ async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_
     (stored,) = store.records()
     assert stored.response_id == record.response_id and stored.prompt == "a lighthouse"
     assert stored.image_id == record.image_id, "stored under the id fixed before the create was sent"
-    assert store.path_of(stored).read_bytes() == emu.state.image_bytes((record.response_id or ""))
+    assert store.path_of(stored).read_bytes() == emu.state.image_bytes(record.response_id or "")
     assert pending(store) == []
     assert len(posts(emu, RESPONSES)) == 1, "resumed, not generated again"
 

@@ -62,9 +62,9 @@ class ImageService:
     ) -> None:
         self._http = http
         self._registry = registry
-        self.partials = partials or PartialPreviews()
+        self.partials = partials if partials is not None else PartialPreviews()
         runner = ResponseRunner(ResponsesClient(http), run_settings)
-        self.held = held or HeldImages()
+        self.held = held if held is not None else HeldImages()
         self.pending = PendingGenerations(runner, jobs, self.held)
         self._runs = RunLifecycle(runner, self.pending, self.partials, max_concurrent)
         self._deployments = deployments

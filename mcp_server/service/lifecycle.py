@@ -117,6 +117,11 @@ class RunLifecycle:
             # The service has (or may have) the generation, and nothing says it ended: it is finished, found
             # by its tag if its id was never learnt, and stored; the error names where it will appear.
             exc.pending_uri = pending_uri(claim)
+            exc.hint = (
+                f"The service may still be making the image: this server keeps checking and, if it finishes, "
+                f"stores it as {exc.pending_uri} (see resources/list), also after a restart. Wait for it rather "
+                "than calling again, which would pay for a second image."
+            )
             self._pending.finish_in_background(claim, call.store)
         else:
             await anyio.to_thread.run_sync(claim.finish)  # refused before it was accepted: nothing runs upstream
