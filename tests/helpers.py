@@ -272,7 +272,8 @@ def data_url_bytes(url: str) -> bytes:
 class RawStdioClient:
     """A bare-bones stdio client: lets a test leave abruptly (close stdin, or kill) as no SDK client would."""
 
-    def __init__(self, params: StdioServerParameters) -> None:
+    def __init__(self, params: StdioServerParameters, stderr: Any = None) -> None:
+        """`stderr`: where the server's log goes (a file, say); by default nowhere."""
         import os
         import subprocess
 
@@ -280,7 +281,7 @@ class RawStdioClient:
             [params.command, *params.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if stderr is None else stderr,
             env={**os.environ, **(params.env or {})},
         )
 

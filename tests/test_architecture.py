@@ -23,7 +23,7 @@ PACKAGE = ROOT / "mcp_server"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),
     ("cli",),
-    ("http",),
+    ("http", "stdio"),
     ("tools",),
     ("service",),
     ("inputs",),

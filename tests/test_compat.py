@@ -1,4 +1,4 @@
-"""The two private attributes this package reads, checked against the installed libraries.
+"""The private names this package reads, checked against the installed libraries.
 
 If an upgrade of the MCP SDK or of azure-identity removes one, these tests fail loudly; the
 fallbacks (a start-up WARNING, then the documented degraded behaviour) are tested too.
@@ -6,11 +6,13 @@ fallbacks (a start-up WARNING, then the documented degraded behaviour) are teste
 
 from __future__ import annotations
 
+import inspect
 import logging
 from types import SimpleNamespace
 from typing import Any
 
 import anyio
+import mcp.server.stdio as sdk_stdio
 import pytest
 from azure.identity import DefaultAzureCredential
 from helpers import TokenEndpoint
@@ -21,8 +23,9 @@ from mcp.server.session import ServerSession
 from mcp_server.foundry import identity_compat
 from mcp_server.foundry.identity_compat import check_credential, credential_source, names_successful_credential
 from mcp_server.protocol import TOKEN_SCOPE
+from mcp_server.stdio.transport import serve_stdio
 from mcp_server.tools import sdk_compat
-from mcp_server.tools.sdk_compat import check_sdk, client_cancel_flag, sdk_keeps_cancel_flag
+from mcp_server.tools.sdk_compat import check_sdk, client_cancel_flag, sdk_keeps_cancel_flag, stdio_internals
 from mcp_server.tools.tools import cancel_check
 
 # ---------------------------------------------------------------- mcp: ServerSession._request_outbound
@@ -110,6 +113,49 @@ async def test_the_warning_names_the_real_sdk_once_the_attribute_is_gone(
     assert caplog.records and caplog.records[0].levelno == logging.WARNING
     seen = await flag_states("legacy")
     assert seen["flag"] is None
+
+
+# ---------------------------------------------------------------- mcp: the stdio transport's SDK internals
+
+
+def test_the_installed_mcp_sdk_has_what_the_stdio_transport_uses(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        internals = stdio_internals(MCPServer("compat"))
+    assert internals is not None and not caplog.records, "update mcp_server/tools/sdk_compat.py"
+    # serve_stdio does what run_stdio_async does, over another transport; stdio_server's reader is the one
+    # part replaced, and its writer and text wrapping are copied: a change in either means a re-read.
+    assert set(MCPServer.run_stdio_async.__code__.co_names) == {
+        "stdio_server",
+        "_lowlevel_server",
+        "run",
+        "create_initialization_options",
+    }
+    source = inspect.getsource(sdk_stdio.stdio_server)
+    for line in (
+        "message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)",
+        "json = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)",
+        'encoding="utf-8", errors="replace"',
+        "create_context_streams[SessionMessage | Exception](0)",
+    ):
+        assert line in source, f"mcp.server.stdio.stdio_server changed: compare mcp_server/stdio/transport.py ({line})"
+
+
+@pytest.mark.anyio
+async def test_without_them_stdio_is_served_by_the_sdks_own_transport_after_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sdk_compat, "STDIO_HELPERS", (*sdk_compat.STDIO_HELPERS, "_gone_in_a_future_sdk"))
+    server = MCPServer("compat")
+    served: list[str] = []
+
+    async def sdk_transport() -> None:
+        served.append("run_stdio_async")
+
+    monkeypatch.setattr(server, "run_stdio_async", sdk_transport)
+    with caplog.at_level(logging.WARNING, logger=sdk_compat.__name__):
+        await serve_stdio(server)
+    assert served == ["run_stdio_async"]
+    assert [record.getMessage() for record in caplog.records] == [sdk_compat.STDIO_DEGRADED]
 
 
 # ---------------------------------------------------------------- azure-identity: _successful_credential

@@ -180,9 +180,14 @@ def _run_server(settings: Settings, args: argparse.Namespace) -> int:
         )
         serve_http(settings, options)
         return 0
+    import anyio
+
+    from mcp_server.stdio.transport import serve_stdio
     from mcp_server.tools.server import build_server
 
-    build_server(settings).run()
+    # What `MCPServer.run()` does for stdio, over mcp_server.stdio's transport: it answers the malformed
+    # requests the SDK's own stdio reader drops (docs/upstream/mcp-python-sdk-stdio-dropped-requests.md).
+    anyio.run(serve_stdio, build_server(settings))
     return 0
 
 
