@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -44,6 +45,8 @@ class PendingGenerations:
         self._runner = runner
         self._jobs = jobs
         self.held = held
+        self._failed_here: set[Path] = set()
+        """Records this process failed to recover: tried again at the next start, not at every rescan."""
 
     async def begin(
         self, store: ImageStore, *, tag: str, agent_name: str | None, provenance: dict[str, Any], room: int
@@ -57,11 +60,15 @@ class PendingGenerations:
         except OSError as exc:
             raise storage_error(exc, store.root, before=True) from None
 
-    async def resume(self, stores: Sequence[ImageStore]) -> int:
-        """Finish, in the background, every record no live process owns (left by a run that stopped or died)."""
+    async def resume(self, stores: Sequence[ImageStore], *, rescan: bool = False) -> int:
+        """Finish, in the background, every record no live process owns (left by a run that stopped or died).
+        A `rescan` leaves out the records this process already failed to recover."""
         started = 0
         for store in stores:
             for claim in await anyio.to_thread.run_sync(InFlight(store.root).orphans):
+                if rescan and claim.path in self._failed_here:
+                    await _settle(claim.release)
+                    continue
                 logger.info("Resuming generation %s left in flight", _name(claim.record))
                 self._jobs.start(self.recover, claim, store)
                 started += 1
@@ -75,7 +82,7 @@ class PendingGenerations:
             await sleep(RESCAN_SECONDS)
             if len(self.held):
                 await anyio.to_thread.run_sync(self.held.flush)
-            await self.resume(stores())
+            await self.resume(stores(), rescan=True)
 
     def finish_in_background(self, claim: Claim, store: ImageStore, *, cancel: bool = False) -> None:
         what = "cancelling" if cancel else "finishing"
@@ -133,7 +140,10 @@ class PendingGenerations:
             )
             await _settle(claim.abandon)
             return
-        logger.warning("Could not recover generation %s yet (%s); will try again", _name(claim.record), message)
+        logger.warning(
+            "Could not recover generation %s yet (%s); will try again at the next start", _name(claim.record), message
+        )
+        self._failed_here.add(claim.path)
         await _settle(lambda: claim.update(attempts=attempts))
 
 
