@@ -12,7 +12,7 @@ from mcp_server.config import (
     InboundAuthSettings,
 )
 from mcp_server.errors import ConfigurationError
-from mcp_server.http.app import HttpOptions, inbound_auth, inbound_verifier, transport_security
+from mcp_server.http.app import HttpOptions, allow_list, inbound_auth, inbound_verifier
 from mcp_server.http.entra import EntraJwtVerifier
 from mcp_server.http.static_tokens import StaticTokenVerifier
 from mcp_server.http.verifiers import ChainVerifier
@@ -66,9 +66,10 @@ def test_the_protected_resource_metadata_names_the_token_issuer(env: dict[str, s
 
 
 def test_dns_rebinding_protection_allows_loopback_and_the_bound_host() -> None:
-    loopback = transport_security(HttpOptions())
-    assert set(loopback.allowed_hosts) == {"127.0.0.1:*", "localhost:*", "[::1]:*"}
-    assert set(loopback.allowed_origins) == {"http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"}
-    public = transport_security(HttpOptions(host="192.0.2.10", allowed_hosts=("images.example.com:*",)))
-    assert {"192.0.2.10:*", "images.example.com:*"} <= set(public.allowed_hosts)
-    assert "0.0.0.0:*" not in transport_security(HttpOptions(host="0.0.0.0")).allowed_hosts
+    loopback = allow_list(HttpOptions())
+    assert set(loopback.hosts) == {"127.0.0.1:*", "localhost:*", "[::1]:*"}
+    assert set(loopback.origins) == {"http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"}
+    public = allow_list(HttpOptions(host="192.0.2.10", allowed_hosts=("images.example.com:*",)))
+    assert {"192.0.2.10:*", "images.example.com:*"} <= set(public.hosts)
+    assert "0.0.0.0:*" not in allow_list(HttpOptions(host="0.0.0.0")).hosts
+    assert "[2001:db8::5]:*" in allow_list(HttpOptions(host="2001:db8::5")).hosts
