@@ -383,10 +383,18 @@ class HttpServer:
         return self.base_url + "/mcp"
 
     def stop(self, timeout: float = 90) -> int:
+        """SIGTERM (drain), then, once no call is in flight, a second one: no test waits out the read grace
+        (tests/test_http_hardening.py covers it)."""
         import signal
 
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                if any("no call in flight" in line for line in self.log):
+                    self.process.send_signal(signal.SIGTERM)
+                    break
+                time.sleep(0.01)
         code = self.process.wait(timeout=timeout)
         assert self.process.stderr is not None
         self.process.stderr.close()
