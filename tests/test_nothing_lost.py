@@ -8,6 +8,7 @@ and the result says what happened and what to do.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ async def test_when_the_lost_create_cannot_be_looked_up_the_result_says_where_th
             assert uri.startswith("foundry-image://images/") and uri in error["hint"] and uri in text_of(result)
             assert "try again" not in error["hint"], "a second call would pay twice"
             # The background recovery looks it up again, finds it, waits for it and stores it under that URI.
-            await wait_for(lambda: images(tmp_path), "the recovered image")
+            await wait_for(lambda: ImageStore(tmp_path).records(), "the recovered image (bytes and metadata)")
             (content,) = (await client.read_resource(uri)).contents
         assert isinstance(content, BlobResourceContents)
         assert creates(emu) == 1
@@ -351,3 +352,21 @@ async def test_a_record_that_cannot_be_recovered_is_set_aside_after_a_bounded_nu
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "resp_unreachable" in r.getMessage()]
     assert len(warnings) == MAX_RECOVERY_ATTEMPTS and "Giving up" in warnings[-1].getMessage()
     assert all(r.exc_info is None for r in caplog.records), "one line each, no traceback"
+
+
+async def test_a_record_left_by_an_earlier_version_is_still_finished(tmp_path: Path) -> None:
+    """Before records were written ahead of the create, they were `.pending/<response id>.json`, flat."""
+    with emulator_running() as emu:
+        async with connect(emu.endpoint, tmp_path) as client:
+            await client.call_tool("generate_image", {"prompt": "from before", **LOW})
+        (saved,) = ImageStore(tmp_path).records()
+        for path in (tmp_path / f"{saved.image_id}.json", ImageStore(tmp_path).path_of(saved)):
+            path.unlink()
+        old = {"response_id": saved.response_id, "recorded_at": "2026-11-01T00:00:00+00:00", "prompt": "from before"}
+        (tmp_path / ".pending").mkdir(exist_ok=True)
+        (tmp_path / ".pending" / f"{saved.response_id}.json").write_text(json.dumps(old))
+        async with connect(emu.endpoint, tmp_path):
+            await wait_for(lambda: not records(tmp_path), "the old record to be finished")
+        (stored,) = ImageStore(tmp_path).records()
+        assert stored.prompt == "from before" and stored.response_id == saved.response_id
+        assert_stored_exactly_once(emu, tmp_path)

@@ -23,12 +23,14 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import filelock
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mcp_server.images.store import RESPONSE_ID_PATTERN, write_atomic
+
+if TYPE_CHECKING:  # imported when the first lock is taken: a cold start without records never needs it
+    import filelock
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +186,8 @@ class InFlight:
         return claims
 
     def try_claim(self, key: str) -> Claim | None:
+        import filelock
+
         lock = _lock_for(self.folder / f"{key}.lock")
         try:
             lock.acquire()
@@ -206,5 +210,7 @@ class InFlight:
 
 
 def _lock_for(path: Path) -> filelock.BaseFileLock:
+    import filelock
+
     # thread_local=False: a claim is taken in one worker thread and released in another.
     return filelock.FileLock(path, timeout=0, thread_local=False)
