@@ -30,6 +30,8 @@ class Plan:
     concurrency: int = 16
     memory_size: str = "1536x1024"
     throughput: dict[str, Any] = field(default_factory=dict[str, Any])
+    smoke: bool = False
+    """A smoke run proves each figure still runs: no warm-up launches, only the judged memory row."""
 
 
 DEFAULT = Plan(cold_start=15, per_call=30, memory=3, streaming=10)
@@ -41,6 +43,7 @@ SMOKE = Plan(
     concurrency=4,
     memory_size="1024x1024",
     throughput={"clients": 2, "calls": 3, "latency": 0.2, "cap": 4},
+    smoke=True,
 )
 FIGURES = ("cold_start", "per_call", "memory", "streaming", "throughput")
 
@@ -50,13 +53,13 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.repeat is None:
         return base
     n = args.repeat
-    return Plan(n, n, max(1, n // 5), n, base.concurrency, base.memory_size, base.throughput)
+    return Plan(n, n, max(1, n // 5), n, base.concurrency, base.memory_size, base.throughput, base.smoke)
 
 
 def _cold_start(plan: Plan) -> Figure:
     # The server only needs a reachable endpoint in its configuration; nothing is called before a tool call.
     with start_emulator(EmulatorConfig()) as emulator:
-        return cold_start.run(emulator.endpoint, plan.cold_start)
+        return cold_start.run(emulator.endpoint, plan.cold_start, warm_up=not plan.smoke)
 
 
 def _runners(plan: Plan) -> dict[str, Callable[[], Figure]]:
@@ -66,7 +69,7 @@ def _runners(plan: Plan) -> dict[str, Callable[[], Figure]]:
     return {
         "cold_start": lambda: _cold_start(plan),
         "per_call": in_loop(lambda: per_call.run(plan.per_call)),
-        "memory": in_loop(lambda: memory.run(plan.memory, plan.concurrency, plan.memory_size)),
+        "memory": in_loop(lambda: memory.run(plan.memory, plan.concurrency, plan.memory_size, judged_only=plan.smoke)),
         "streaming": in_loop(lambda: streaming.run(plan.streaming)),
         "throughput": in_loop(lambda: throughput.run(**plan.throughput)),
     }

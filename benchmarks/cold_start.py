@@ -64,13 +64,13 @@ def spawn_to_initialize(args: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def run(endpoint: str, repeat: int) -> Figure:
+def run(endpoint: str, repeat: int, *, warm_up: bool = True) -> Figure:
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as out:
         ours_cmd = (["-m", "mcp_server", "serve", "--log-level", "WARNING"], server_env(endpoint, Path(out)))
         bare_cmd: tuple[list[str], dict[str, str]] = (["-m", "benchmarks.bare_server"], {})
-        # One untimed launch each: byte-compiles and warms the page cache for both alike.
-        spawn_to_initialize(*bare_cmd)
-        spawn_to_initialize(*ours_cmd)
+        if warm_up:  # one untimed launch each: byte-compiles and warms the page cache for both alike
+            spawn_to_initialize(*bare_cmd)
+            spawn_to_initialize(*ours_cmd)
         ours: list[float] = []
         bare: list[float] = []
         for i in range(repeat):

@@ -50,9 +50,11 @@ async def _one_run(concurrency: int, size: str, grain: int) -> tuple[float, floa
     return idle, peak, sum(sizes), reset
 
 
-async def run(repeat: int, concurrency: int = 16, size: str = "1536x1024") -> Figure:
+async def run(repeat: int, concurrency: int = 16, size: str = "1536x1024", *, judged_only: bool = False) -> Figure:
+    """`judged_only` (smoke runs) measures only the judged row, the photo-like images."""
     figure = Figure("memory", f"3. Memory: peak RSS with {concurrency} concurrent {size} generations (stdio)")
-    for label, grain in (("flat emulator images", 0), ("photo-like images (grain)", PHOTO_GRAIN)):
+    rows = (("flat emulator images", 0), ("photo-like images (grain)", PHOTO_GRAIN))
+    for label, grain in rows[1:] if judged_only else rows:
         runs = [await _one_run(concurrency, size, grain) for _ in range(repeat)]
         _add_row(figure, label, runs, size, judged=grain > 0)
     figure.notes.append("comparison: (peak − idle) / image bytes in flight")

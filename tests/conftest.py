@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,12 @@ CREDENTIAL_VARIABLES = (
     "MSI_ENDPOINT",
     "MSI_SECRET",
 )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker more than there are CPUs. Many tests wait on a subprocess or the emulator's
+    latency rather than compute, so a third worker on a 2-CPU machine keeps both busy (about 100 s -> 80 s)."""
+    return (os.cpu_count() or 1) + 1
 
 
 @pytest.fixture

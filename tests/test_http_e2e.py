@@ -199,7 +199,7 @@ async def test_shutdown_lets_calls_in_flight_finish(tmp_path: Path) -> None:
 
 async def test_calls_beyond_the_concurrency_cap_wait_with_progress(tmp_path: Path) -> None:
     env = {**TOKENS, "FOUNDRY_IMAGE_MCP_MAX_CONCURRENT": "1", "FOUNDRY_IMAGE_MCP_HEARTBEAT": "0.3"}
-    with start_emulator(EmulatorConfig(latency=1.5)) as emu:
+    with start_emulator(EmulatorConfig(latency=1.0)) as emu:
         server = HttpServer(emu.endpoint, tmp_path, extra_env=env)
         server.wait_ready()
         messages: list[str] = []

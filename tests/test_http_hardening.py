@@ -414,7 +414,7 @@ BIG = 96 * MiB
 async def test_a_refused_body_is_never_read_not_even_while_draining(tmp_path: Path) -> None:
     answers: dict[str, tuple[int, int]] = {}
     grown: list[int] = []
-    with emulator_running(EmulatorConfig(latency=2)) as emulator:
+    with emulator_running(EmulatorConfig(latency=1.5)) as emulator:
         server = GraceServer(emulator.endpoint, tmp_path, grace=0.2, args=["--max-request-mb", "4"])
         try:
             server.wait_ready()

@@ -278,7 +278,7 @@ async def test_a_second_server_leaves_a_live_servers_generation_alone_and_takes_
     tmp_path: Path,
 ) -> None:
     rescan = Rescan()
-    with emulator_running(EmulatorConfig(latency=1.5)) as emu:
+    with emulator_running(EmulatorConfig(latency=1.0)) as emu:
         first = RawStdioClient(server_params(emu.endpoint, tmp_path))
         first.initialize()
         first.call_tool("generate_image", {"prompt": "whose is it", **LOW})
