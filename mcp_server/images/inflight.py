@@ -141,7 +141,8 @@ class Claim:
         if not self._lock.is_locked:
             return
         if remove:  # while still held: nobody can be between reading the record and locking it
-            Path(self._lock.lock_file).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # Windows refuses to delete an open file; filelock deletes it there
+                Path(self._lock.lock_file).unlink(missing_ok=True)
         self._lock.release()
 
 
