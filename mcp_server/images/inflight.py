@@ -45,7 +45,7 @@ class InFlightRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     key: str
-    """The file name stem: the request tag (records from versions before 0.9 used the response id)."""
+    """The file name stem: the request tag (records written before the claim layout used the response id)."""
     tag: str | None = None
     image_id: str | None = None
     """The id the image is stored under: fixed in advance, so that storing it twice is impossible."""
