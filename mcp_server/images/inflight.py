@@ -21,13 +21,13 @@ import contextlib
 import json
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from mcp_server.images.store import RESPONSE_ID_PATTERN, write_atomic
+from mcp_server.images.records import KEY_PATTERN, InFlightRecord
+from mcp_server.images.store import write_atomic
 
 if TYPE_CHECKING:  # imported when the first lock is taken: a cold start without records never needs it
     import filelock
@@ -36,37 +36,6 @@ logger = logging.getLogger(__name__)
 
 PENDING_DIR: Final = ".pending"
 ABANDONED_DIR: Final = "abandoned"
-KEY_PATTERN: Final = RESPONSE_ID_PATTERN
-
-
-class InFlightRecord(BaseModel):
-    """One generation the service may be making; saved as `<key>.json`."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    key: str
-    """The file name stem: the request tag (records written before the claim layout used the response id)."""
-    tag: str | None = None
-    image_id: str | None = None
-    """The id the image is stored under: fixed in advance, so that storing it twice is impossible."""
-    response_id: str | None = None
-    agent_name: str | None = None
-    """The agent the create named, to look the response up by tag (None for a direct call)."""
-    recorded_at: str = ""
-    attempts: int = 0
-    """Recoveries that failed for a reason that may pass (the service unreachable)."""
-    provenance: dict[str, Any] = {}
-
-
-def new_record(*, tag: str, image_id: str, agent_name: str | None, provenance: dict[str, Any]) -> InFlightRecord:
-    return InFlightRecord(
-        key=tag,
-        tag=tag,
-        image_id=image_id,
-        agent_name=agent_name,
-        recorded_at=datetime.now(UTC).isoformat(),
-        provenance=provenance,
-    )
 
 
 def _read_record(path: Path) -> InFlightRecord | None:

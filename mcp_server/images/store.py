@@ -1,4 +1,4 @@
-"""The image store: each image and its metadata on disk, written atomically, surviving restarts.
+"""The image files on disk: each image and its metadata, written atomically, surviving restarts (blocking).
 
 Layout: `<root>/<image_id>.<ext>` holds the exact bytes the service returned and
 `<root>/<image_id>.json` its metadata. The metadata is written last, so an image without
@@ -9,60 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from mcp_server.protocol import MIME_TYPES
-
-URI_SCHEME: Final = "foundry-image"
-URI_PREFIX: Final = f"{URI_SCHEME}://images/"
-URI_TEMPLATE: Final = URI_PREFIX + "{image_id}"
-IMAGE_ID_PATTERN: Final = re.compile(r"^img-\d{8}-\d{6}-[0-9a-f]{8}$")
-RESPONSE_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-EXTENSIONS: Final = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-
-
-class ImageRecord(BaseModel):
-    """What the store knows about one image; saved as its `.json` file."""
-
-    model_config = ConfigDict(extra="allow")
-
-    image_id: str
-    file_name: str
-    mime_type: str
-    output_format: str
-    width: int
-    height: int
-    bytes: int
-    created_at: str
-    prompt: str | None = None
-    revised_prompt: str | None = None
-    options: dict[str, Any] = {}
-    response_id: str | None = None
-    agent_name: str | None = None
-    agent_version: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return URI_PREFIX + self.image_id
-
-
-def new_image_id(now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    return f"img-{stamp}-{secrets.token_hex(4)}"
-
-
-def image_id_from_uri(uri: str) -> str | None:
-    if not uri.startswith(URI_PREFIX):
-        return None
-    image_id = uri.removeprefix(URI_PREFIX)
-    return image_id if IMAGE_ID_PATTERN.match(image_id) else None
+from mcp_server.images.records import (
+    EXTENSIONS,
+    IMAGE_ID_PATTERN,
+    ImageRecord,
+    new_record,
+)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -79,31 +37,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def new_record(
-    data: bytes,
-    *,
-    output_format: str,
-    width: int,
-    height: int,
-    metadata: dict[str, Any],
-    image_id: str | None = None,
-) -> ImageRecord:
-    """The record of an image about to be stored (under `image_id`, or a new id)."""
-    image_id = image_id or new_image_id()
-    return ImageRecord(
-        image_id=image_id,
-        file_name=f"{image_id}.{EXTENSIONS[output_format]}",
-        mime_type=MIME_TYPES[output_format],
-        output_format=output_format,
-        width=width,
-        height=height,
-        bytes=len(data),
-        created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        **metadata,
-    )
-
-
-class ImageStore:
+class DiskFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
 
