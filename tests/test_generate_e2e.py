@@ -17,7 +17,7 @@ from mcp.types import BlobResourceContents
 from PIL import Image
 
 from mcp_server.emulator import RunningEmulator
-from mcp_server.images.store import URI_TEMPLATE
+from mcp_server.images.records import URI_TEMPLATE
 from mcp_server.protocol.models import SIZE_PATTERN
 
 pytestmark = pytest.mark.anyio

@@ -26,8 +26,9 @@ from mcp_server.foundry.http import FoundryHttp, build_client
 from mcp_server.foundry.responses import REQUEST_TAG_KEY
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
-from mcp_server.images.inflight import InFlight, InFlightRecord
-from mcp_server.images.store import ImageStore
+from mcp_server.images.inflight import InFlight
+from mcp_server.images.local import LocalStore
+from mcp_server.images.records import InFlightRecord
 from mcp_server.inputs import InputResolver, UrlFetcher
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.calls import ImageOptions
@@ -112,12 +113,12 @@ def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-async def resolve(store: ImageStore, *references: str, mask: str | None = None) -> Any:
+async def resolve(store: LocalStore, *references: str, mask: str | None = None) -> Any:
     resolver = InputResolver(store=store, allowed_dirs=[], fetcher=UrlFetcher())
     return await resolver.resolve_all(list(references), mask)
 
 
-def pending(store: ImageStore) -> list[InFlightRecord]:
+def pending(store: LocalStore) -> list[InFlightRecord]:
     return InFlight(store.root).records()
 
 
@@ -131,7 +132,7 @@ class Crash(Exception):
 async def test_generate_stores_the_image_the_service_made_with_its_provenance(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     seen: list[tuple[float, str]] = []
 
     async def progress(value: float, total: float | None, message: str) -> None:
@@ -168,8 +169,8 @@ async def test_the_deployments_found_name_the_header_the_tool_and_the_agent_and_
     config = EmulatorConfig(deployments={"chat-prod": "gpt-4.1-mini", "pictures": "gpt-image-1.5"})
     with start_emulator(config) as emu:
         async with image_service(emu) as running:
-            await running.service.generate("one", LOW, ImageStore(tmp_path))
-            await running.service.generate("two", ImageOptions(quality="high"), ImageStore(tmp_path))
+            await running.service.generate("one", LOW, LocalStore(tmp_path))
+            await running.service.generate("two", ImageOptions(quality="high"), LocalStore(tmp_path))
         lookups = deployment_lookups(emu)
         creates, versions = posts(emu, RESPONSES), posts(emu, VERSIONS)
     assert [r.path for r in lookups] == ["/api/projects/emulator/deployments"], "one listing for the process"
@@ -182,7 +183,7 @@ async def test_names_given_are_used_and_looked_up_by_name(tmp_path: Path) -> Non
     config = EmulatorConfig(deployments={"chat": "gpt-4o", "a": "gpt-image-1.5", "b": "gpt-image-2"})
     with start_emulator(config) as emu:
         async with image_service(emu, image="b", model="chat") as running:
-            await running.service.generate("one", LOW, ImageStore(tmp_path))
+            await running.service.generate("one", LOW, LocalStore(tmp_path))
         lookups = sorted(r.path.rsplit("/", 1)[-1] for r in deployment_lookups(emu))
         (create,) = posts(emu, RESPONSES)
     assert lookups == ["b", "chat"]
@@ -193,7 +194,7 @@ async def test_options_are_checked_against_the_deployment_s_model_not_its_name(t
     with start_emulator(EmulatorConfig(deployments={"chat": "gpt-4.1", "pictures": "gpt-image-1-mini"})) as emu:
         async with image_service(emu) as running:
             with pytest.raises(InvalidInputError) as caught:
-                await running.service.generate("one", ImageOptions(input_fidelity="high"), ImageStore(tmp_path))
+                await running.service.generate("one", ImageOptions(input_fidelity="high"), LocalStore(tmp_path))
         assert posts(emu, VERSIONS) == [] and posts(emu, RESPONSES) == []
     assert "gpt-image-1-mini" in str(caught.value) and "input_fidelity" in str(caught.value)
 
@@ -203,7 +204,7 @@ async def test_a_project_with_two_image_deployments_fails_the_call_before_anythi
     with start_emulator(config) as emu:
         async with image_service(emu) as running:
             with pytest.raises(ConfigurationError) as caught:
-                await running.service.generate("one", LOW, ImageStore(tmp_path))
+                await running.service.generate("one", LOW, LocalStore(tmp_path))
         assert posts(emu, VERSIONS) == [] and posts(emu, RESPONSES) == []
     text = str(caught.value)
     assert "a -> gpt-image-1.5" in text and "b -> gpt-image-2" in text and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in text
@@ -211,17 +212,17 @@ async def test_a_project_with_two_image_deployments_fails_the_call_before_anythi
 
 async def test_the_same_options_reuse_one_agent_version(emu: RunningEmulator, tmp_path: Path) -> None:
     async with image_service(emu) as running:
-        await running.service.generate("one", LOW, ImageStore(tmp_path))
-        await running.service.generate("two", LOW, ImageStore(tmp_path))
-        await running.service.generate("three", ImageOptions(quality="high"), ImageStore(tmp_path))
+        await running.service.generate("one", LOW, LocalStore(tmp_path))
+        await running.service.generate("two", LOW, LocalStore(tmp_path))
+        await running.service.generate("three", ImageOptions(quality="high"), LocalStore(tmp_path))
     assert len(posts(emu, VERSIONS)) == 2 and len(posts(emu, RESPONSES)) == 3
 
 
 async def test_a_deleted_agent_version_is_recreated_once(emu: RunningEmulator, tmp_path: Path) -> None:
     async with image_service(emu) as running:
-        await running.service.generate("one", LOW, ImageStore(tmp_path))
+        await running.service.generate("one", LOW, LocalStore(tmp_path))
         assert emu.state.delete_agent_version(AGENT, "1")
-        result = await running.service.generate("two", LOW, ImageStore(tmp_path))
+        result = await running.service.generate("two", LOW, LocalStore(tmp_path))
     assert result.record.agent_version is not None
     assert len(posts(emu, VERSIONS)) == 2
     assert len(posts(emu, RESPONSES)) == 3, "the first try met the deleted version; the second, the new one"
@@ -230,7 +231,7 @@ async def test_a_deleted_agent_version_is_recreated_once(emu: RunningEmulator, t
 async def test_a_lost_create_answer_is_found_by_its_tag_and_not_repeated(emu: RunningEmulator, tmp_path: Path) -> None:
     emu.state.inject("reset-after-accept", method="POST", path=RESPONSES)
     async with image_service(emu) as running:
-        result = await running.service.generate("a kite", LOW, ImageStore(tmp_path))
+        result = await running.service.generate("a kite", LOW, LocalStore(tmp_path))
     (create,) = posts(emu, RESPONSES)
     assert result.record.response_id in emu.state.responses
     lookups = [r for r in emu.state.requests if r.method == "GET" and r.path.endswith(RESPONSES)]
@@ -242,7 +243,7 @@ async def test_a_lost_create_answer_is_found_by_its_tag_and_not_repeated(emu: Ru
 
 
 async def test_edit_sends_the_prompt_and_the_images_inline(emu: RunningEmulator, tmp_path: Path) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     images, _ = await resolve(store, data_url(png()), data_url(png(size=(32, 32))))
     async with image_service(emu) as running:
         result = await running.service.edit("make it blue", images, None, LOW, store)
@@ -259,7 +260,7 @@ async def test_edit_sends_the_prompt_and_the_images_inline(emu: RunningEmulator,
 async def test_a_masked_edit_uploads_the_mask_and_goes_direct_on_the_deployments_found(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     images, mask = await resolve(store, data_url(png()), mask=data_url(png("RGBA")))
     async with image_service(emu) as running:
         first = await running.service.edit("fill the hole", images, mask, LOW, store)
@@ -279,7 +280,7 @@ async def test_a_masked_edit_uploads_the_mask_and_goes_direct_on_the_deployments
 async def test_a_follow_up_edit_uses_the_earlier_turn_and_falls_back_to_bytes_when_it_is_gone(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     async with image_service(emu) as running:
         first = await running.service.generate("a kite", LOW, store)
         images, _ = await resolve(store, first.record.uri)
@@ -299,7 +300,7 @@ async def test_a_follow_up_edit_uses_the_earlier_turn_and_falls_back_to_bytes_wh
 async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_restart(
     emu: RunningEmulator, tmp_path: Path
 ) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     in_flight: list[InFlightRecord] = []
 
     async def progress(value: float, total: float | None, message: str) -> None:
@@ -313,7 +314,7 @@ async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_
     (record,) = in_flight
     assert record.provenance["prompt"] == "a lighthouse" and record.provenance["agent_name"] == AGENT
     assert record.agent_name == AGENT and record.tag and record.image_id and record.response_id
-    assert pending(store) == [record] and store.records() == []
+    assert pending(store) == [record] and store.files.records() == []
 
     before = len(deployment_lookups(emu))
     async with image_service(emu) as restarted:
@@ -322,7 +323,7 @@ async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_
     assert len(deployment_lookups(emu)) == before, "resuming needs no deployments: none are looked up"
     resumed = [r for r in emu.state.requests if r.method == "GET" and (record.response_id or "") in r.path]
     assert resumed and all("x-ms-oai-image-generation-deployment" not in r.headers for r in resumed)
-    (stored,) = store.records()
+    (stored,) = store.files.records()
     assert stored.response_id == record.response_id and stored.prompt == "a lighthouse"
     assert stored.image_id == record.image_id, "stored under the id fixed before the create was sent"
     assert store.path_of(stored).read_bytes() == emu.state.image_bytes(record.response_id or "")
@@ -334,7 +335,7 @@ async def test_the_pending_record_is_written_before_waiting_and_resumed_after_a_
 async def test_a_caller_that_leaves_gets_its_image_finished_or_cancelled(
     emu: RunningEmulator, tmp_path: Path, cancel_upstream: bool
 ) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     async with image_service(emu) as running:
         with anyio.CancelScope() as scope:
 
@@ -348,16 +349,16 @@ async def test_a_caller_that_leaves_gets_its_image_finished_or_cancelled(
     cancels = [r for r in emu.state.requests if r.method == "POST" and r.path.endswith("/cancel")]
     assert pending(store) == []
     if cancel_upstream:
-        assert len(cancels) == 1 and store.records() == []
+        assert len(cancels) == 1 and store.files.records() == []
     else:
-        assert cancels == [] and len(store.records()) == 1
+        assert cancels == [] and len(store.files.records()) == 1
 
 
 async def test_a_failed_generation_leaves_no_pending_record(emu: RunningEmulator, tmp_path: Path) -> None:
-    store = ImageStore(tmp_path)
+    store = LocalStore(tmp_path)
     emu.state.inject("filter-failed", method="POST", path=RESPONSES)
     async with image_service(emu) as running:
         with pytest.raises(Exception) as caught:
             await running.service.generate("something", LOW, store)
     assert getattr(caught.value, "code", None) == "content_filter"
-    assert pending(store) == [] and store.records() == []
+    assert pending(store) == [] and store.files.records() == []

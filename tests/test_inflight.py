@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mcp_server.images.inflight import ABANDONED_DIR, PENDING_DIR, InFlight, InFlightRecord, new_record
-from mcp_server.images.store import new_image_id
+from mcp_server.images.inflight import ABANDONED_DIR, PENDING_DIR, InFlight
+from mcp_server.images.records import InFlightRecord, new_image_id
+from mcp_server.images.records import new_inflight_record as new_record
 
 CLAIM_FROM_ANOTHER_PROCESS = """
 import sys
@@ -55,7 +56,8 @@ def test_a_taken_over_record_is_exclusive_to_its_new_owner(tmp_path: Path) -> No
 
 def test_an_owner_that_dies_frees_its_records(tmp_path: Path) -> None:
     script = (
-        "import sys, os\nfrom pathlib import Path\nfrom mcp_server.images.inflight import InFlight, new_record\n"
+        "import sys, os\nfrom pathlib import Path\nfrom mcp_server.images.inflight import InFlight\n"
+        "from mcp_server.images.records import new_inflight_record as new_record\n"
         "InFlight(Path(sys.argv[1])).begin(new_record(tag='tagdead', image_id='img-20261128-000000-0000abcd', "
         "agent_name=None, provenance={}))\nos._exit(0)\n"
     )

@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 from mcp_server.errors import InvalidInputError
-from mcp_server.images.store import URI_PREFIX, ImageStore
+from mcp_server.images.local import LocalStore
+from mcp_server.images.records import URI_PREFIX
+from mcp_server.images.store import DiskFiles
 from mcp_server.inputs import (
     MAX_IMAGES,
     InputResolver,
@@ -71,7 +73,7 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 async def resolver(dirs: tuple[Path, Path]) -> AsyncIterator[InputResolver]:
     out, imgs = dirs
     async with UrlFetcher() as fetcher:
-        yield InputResolver(store=ImageStore(out), allowed_dirs=[out, imgs], fetcher=fetcher, max_bytes=20_000)
+        yield InputResolver(store=LocalStore(out), allowed_dirs=[out, imgs], fetcher=fetcher, max_bytes=20_000)
 
 
 async def refused(resolver: InputResolver, reference: str, label: str = "images[0]") -> InvalidInputError:
@@ -85,7 +87,7 @@ async def refused(resolver: InputResolver, reference: str, label: str = "images[
 
 
 async def test_resource_uri_resolves_to_the_stored_bytes(resolver: InputResolver, dirs: tuple[Path, Path]) -> None:
-    record = ImageStore(dirs[0]).save(PNG, output_format="png", width=32, height=24, metadata={})
+    record = DiskFiles(dirs[0]).save(PNG, output_format="png", width=32, height=24, metadata={})
     image = await resolver.resolve(record.uri, "images[0]")
     assert (image.kind, image.data, image.image_id) == ("resource", PNG, record.image_id)
     assert image.path == (dirs[0] / record.file_name).resolve()

@@ -27,8 +27,10 @@ from mcp_server.foundry.responses import ResponsesClient
 from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import ResponseRunner, RunSettings
 from mcp_server.images.held import HeldImages
-from mcp_server.images.inflight import InFlight, InFlightRecord, new_record
-from mcp_server.images.store import ImageStore, new_image_id
+from mcp_server.images.inflight import InFlight
+from mcp_server.images.local import LocalStore
+from mcp_server.images.records import InFlightRecord, new_image_id, new_inflight_record
+from mcp_server.images.store import DiskFiles
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.pending import MAX_RECOVERY_ATTEMPTS, PendingGenerations
 
@@ -133,7 +135,7 @@ async def test_when_the_lost_create_cannot_be_looked_up_the_result_says_where_th
             assert uri.startswith("foundry-image://images/") and uri in error["hint"] and uri in text_of(result)
             assert "try again" not in error["hint"], "a second call would pay twice"
             # The background recovery looks it up again, finds it, waits for it and stores it under that URI.
-            await wait_for(lambda: ImageStore(tmp_path).records(), "the recovered image (bytes and metadata)")
+            await wait_for(lambda: DiskFiles(tmp_path).records(), "the recovered image (bytes and metadata)")
             (content,) = (await client.read_resource(uri)).contents
         assert isinstance(content, BlobResourceContents)
         assert creates(emu) == 1
@@ -145,7 +147,9 @@ async def test_when_the_lost_create_cannot_be_looked_up_the_result_says_where_th
 
 def record_by_hand(out: Path, **fields: Any) -> InFlightRecord:
     """An in-flight record as a process that died would have left it (written, then its lock dropped)."""
-    record = new_record(tag=new_image_id().replace("-", "_"), image_id=new_image_id(), agent_name=None, provenance={})
+    record = new_inflight_record(
+        tag=new_image_id().replace("-", "_"), image_id=new_image_id(), agent_name=None, provenance={}
+    )
     record = record.model_copy(update=fields)
     InFlight(out).begin(record).release()
     return record
@@ -184,7 +188,7 @@ async def test_killed_after_the_image_was_saved_but_before_its_record_was_settle
     with emulator_running() as emu:
         async with connect(emu.endpoint, tmp_path) as client:
             result = await client.call_tool("generate_image", {"prompt": "saved once", **LOW})
-        (saved,) = ImageStore(tmp_path).records()
+        (saved,) = DiskFiles(tmp_path).records()
         record_by_hand(tmp_path, image_id=saved.image_id, response_id=saved.response_id, provenance={})
         async with connect(emu.endpoint, tmp_path) as client:
             await wait_for(lambda: not records(tmp_path), "the record to be settled")
@@ -342,7 +346,7 @@ async def test_a_record_that_cannot_be_recovered_is_set_aside_after_a_bounded_nu
     for start in range(1, MAX_RECOVERY_ATTEMPTS + 1):
         async with anyio.create_task_group() as tg:
             jobs = BackgroundJobs(tg)
-            assert await PendingGenerations(runner, jobs, HeldImages()).resume([ImageStore(tmp_path)]) == 1
+            assert await PendingGenerations(runner, jobs, HeldImages()).resume([LocalStore(tmp_path)]) == 1
             assert await jobs.drain(10)
         left = records(tmp_path)
         assert [r.attempts for r in left] == ([start] if start < MAX_RECOVERY_ATTEMPTS else [])
@@ -359,14 +363,14 @@ async def test_a_record_left_by_an_earlier_version_is_still_finished(tmp_path: P
     with emulator_running() as emu:
         async with connect(emu.endpoint, tmp_path) as client:
             await client.call_tool("generate_image", {"prompt": "from before", **LOW})
-        (saved,) = ImageStore(tmp_path).records()
-        for path in (tmp_path / f"{saved.image_id}.json", ImageStore(tmp_path).path_of(saved)):
+        (saved,) = DiskFiles(tmp_path).records()
+        for path in (tmp_path / f"{saved.image_id}.json", DiskFiles(tmp_path).path_of(saved)):
             path.unlink()
         old = {"response_id": saved.response_id, "recorded_at": "2026-11-01T00:00:00+00:00", "prompt": "from before"}
         (tmp_path / ".pending").mkdir(exist_ok=True)
         (tmp_path / ".pending" / f"{saved.response_id}.json").write_text(json.dumps(old))
         async with connect(emu.endpoint, tmp_path):
             await wait_for(lambda: not records(tmp_path), "the old record to be finished")
-        (stored,) = ImageStore(tmp_path).records()
+        (stored,) = DiskFiles(tmp_path).records()
         assert stored.prompt == "from before" and stored.response_id == saved.response_id
         assert_stored_exactly_once(emu, tmp_path)

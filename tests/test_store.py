@@ -6,7 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mcp_server.images.store import ImageStore, image_id_from_uri
+from mcp_server.images.records import image_id_from_uri
+from mcp_server.images.store import DiskFiles
 
 
 def png(size: tuple[int, int] = (8, 8)) -> bytes:
@@ -16,7 +17,7 @@ def png(size: tuple[int, int] = (8, 8)) -> bytes:
 
 
 def test_saved_images_keep_their_exact_bytes_and_metadata(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path / "images")
+    store = DiskFiles(tmp_path / "images")
     data = png()
     record = store.save(data, output_format="png", width=8, height=8, metadata={"prompt": "p", "response_id": "r"})
     assert store.read_bytes(record) == data
@@ -28,17 +29,17 @@ def test_saved_images_keep_their_exact_bytes_and_metadata(tmp_path: Path) -> Non
 
 
 def test_a_new_store_on_the_same_directory_lists_earlier_images_newest_first(tmp_path: Path) -> None:
-    first = ImageStore(tmp_path).save(png(), output_format="png", width=8, height=8, metadata={})
-    second = ImageStore(tmp_path).save(png((4, 4)), output_format="jpeg", width=4, height=4, metadata={})
-    listed = ImageStore(tmp_path).records()
+    first = DiskFiles(tmp_path).save(png(), output_format="png", width=8, height=8, metadata={})
+    second = DiskFiles(tmp_path).save(png((4, 4)), output_format="jpeg", width=4, height=4, metadata={})
+    listed = DiskFiles(tmp_path).records()
     assert {r.image_id for r in listed} == {first.image_id, second.image_id}
     assert listed == sorted(listed, key=lambda r: r.image_id, reverse=True)
-    assert ImageStore(tmp_path).get(second.image_id) == second
+    assert DiskFiles(tmp_path).get(second.image_id) == second
     assert second.file_name.endswith(".jpg")
 
 
 def test_images_without_metadata_or_with_tampered_metadata_are_not_listed(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path)
+    store = DiskFiles(tmp_path)
     record = store.save(png(), output_format="png", width=8, height=8, metadata={})
     (tmp_path / "img-20260101-000000-deadbeef.png").write_bytes(png())
     meta_path = tmp_path / f"{record.image_id}.json"
@@ -49,7 +50,7 @@ def test_images_without_metadata_or_with_tampered_metadata_are_not_listed(tmp_pa
 
 
 def test_hostile_ids_and_foreign_uris_resolve_to_nothing(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path)
+    store = DiskFiles(tmp_path)
     for image_id in ("../x", "img-../../etc", "", "img-20260101-000000-deadbeef/../x"):
         assert store.get(image_id) is None
     assert image_id_from_uri("file:///etc/passwd") is None

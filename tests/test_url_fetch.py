@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from mcp_server.errors import InvalidInputError
-from mcp_server.images.store import ImageStore
+from mcp_server.images.local import LocalStore
 from mcp_server.inputs import InputResolver, UrlFetcher
 
 pytestmark = pytest.mark.anyio
@@ -211,7 +211,7 @@ async def test_connection_errors_are_refused_briefly() -> None:
 
 async def test_resolver_fetches_urls(server: Server, tmp_path: Path) -> None:
     async with UrlFetcher(trusted_hosts=TRUSTED) as fetcher:
-        resolver = InputResolver(store=ImageStore(tmp_path), allowed_dirs=[tmp_path], fetcher=fetcher)
+        resolver = InputResolver(store=LocalStore(tmp_path), allowed_dirs=[tmp_path], fetcher=fetcher)
         image = await resolver.resolve(base(server) + "/img.png?sig=SECRET", "images[1]")
         assert (image.kind, image.data, image.width, image.height) == ("url", PNG, 40, 30)
         assert "SECRET" not in image.reference

@@ -20,7 +20,7 @@ from mcp_server.foundry.agents import AgentRegistry, AgentVersionRef
 from mcp_server.foundry.http import FoundryHttp
 from mcp_server.foundry.runs import RunSettings
 from mcp_server.foundry.upstream_errors import DEPLOYMENT_HINT
-from mcp_server.images.store import ImageStore
+from mcp_server.images.local import LocalStore
 from mcp_server.protocol import AGENTS_API_VERSION, IMAGE_DEPLOYMENT_HEADER
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.calls import ImageOptions
@@ -140,7 +140,7 @@ async def _generate_once(
         with tempfile.TemporaryDirectory(prefix="foundry-image-mcp-doctor-") as scratch:
             started = time.monotonic()
             try:
-                image = await service.generate(LIVE_PROMPT, DOCTOR_OPTIONS, ImageStore(Path(scratch)))
+                image = await service.generate(LIVE_PROMPT, DOCTOR_OPTIONS, LocalStore(Path(scratch)))
             except FoundryImageError as exc:
                 outcome = exc
             else:

@@ -92,6 +92,11 @@ class ImageStore(Protocol):
     @property
     def inflight(self) -> InFlightStore: ...
 
+    @property
+    def directory(self) -> Path | None:
+        """The directory the images are in on this machine (edit inputs may name files there), or None."""
+        ...
+
     def path_of(self, record: ImageRecord) -> Path | None:
         """The file of a stored image on this machine, or None when it lives elsewhere (Blob Storage)."""
         ...
@@ -115,5 +120,5 @@ class ImageStore(Protocol):
         ...
 
     async def check_room(self, needed: int) -> None:
-        """Raise `StoreWriteError` (not transient) when the store cannot take `needed` more bytes."""
+        """Raise `StorageError` (naming the store and the shortfall) when it cannot take `needed` more bytes."""
         ...

@@ -16,10 +16,13 @@ MIB: Final = 1024 * 1024
 OUTPUT_DIR_HINT: Final = "or point FOUNDRY_IMAGE_MCP_OUTPUT_DIR at a directory this server can write to"
 
 
+NO_SPACE_REASON: Final = "no space left on the device"
+
+
 def reason_of(exc: OSError) -> str:
     """Why the disk refused, in a few words."""
     if exc.errno in NO_SPACE:
-        return "no space left on the device"
+        return NO_SPACE_REASON
     if exc.errno in READ_ONLY:
         return "the file system is read-only"
     if exc.errno in NO_PERMISSION:
@@ -27,11 +30,10 @@ def reason_of(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def storage_error(exc: OSError, root: Path, *, before: bool) -> StorageError:
-    """The refusal of `root` to take a write; `before` when nothing was sent to the service yet."""
-    reason = reason_of(exc)
-    fix = "free some space" if exc.errno in NO_SPACE else "make it writable"
-    message = f"Cannot save images in {root}: {reason}."
+def storage_error(reason: str, where: str, *, before: bool, no_space: bool) -> StorageError:
+    """The refusal of the store at `where` to take a write; `before` when nothing was sent to the service yet."""
+    fix = "free some space" if no_space else "make it writable"
+    message = f"Cannot save images in {where}: {reason}."
     if before:
         message += " Nothing was sent to Foundry, so nothing was charged."
     return StorageError(message, hint=f"{fix.capitalize()}, {OUTPUT_DIR_HINT}; then try again.")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import get_access_token
 
 from mcp_server.errors import AuthenticationError
-from mcp_server.images.store import ImageStore
+from mcp_server.images.base import ImageStore
+from mcp_server.images.local import LocalStore
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import AccessToken
@@ -32,29 +34,70 @@ def principal_dir_name(principal: str) -> str:
     return "p-" + hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-class Stores:
-    def __init__(self, root: Path, *, isolated: bool) -> None:
+class StoreBackend(Protocol):
+    """Where every principal's store lives: a local directory, or a Blob Storage container."""
+
+    def store_for(self, name: str) -> ImageStore:
+        """The store named `name`: "" for the one shared store (stdio), `principal_dir_name(...)` over HTTP."""
+        ...
+
+    async def names(self) -> list[str]:
+        """The names of every store that exists, the shared one ("") first (for resuming records)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalBackend:
+    """The output directory: the shared store is the directory itself, a principal's a `p-<hash>` subdirectory."""
+
+    def __init__(self, root: Path) -> None:
         self.root = root
+        self._open: list[LocalStore] = []
+
+    def store_for(self, name: str) -> ImageStore:
+        store = LocalStore(self.root / name if name else self.root)
+        self._open.append(store)
+        return store
+
+    async def names(self) -> list[str]:
+        def scan() -> list[str]:
+            if not self.root.is_dir():
+                return [""]
+            return ["", *(p.name for p in sorted(self.root.glob("p-*")) if p.is_dir())]
+
+        return await anyio.to_thread.run_sync(scan)
+
+    async def aclose(self) -> None:
+        for store in self._open:
+            store.close()
+
+
+class Stores:
+    """The store each request sees, made once per name and kept for the life of the server."""
+
+    def __init__(self, backend: StoreBackend, *, isolated: bool) -> None:
+        self.backend = backend
         self.isolated = isolated
-        self.shared = ImageStore(root)
-        self._by_principal: dict[str, ImageStore] = {}
+        self._by_name: dict[str, ImageStore] = {}
+
+    def named(self, name: str) -> ImageStore:
+        store = self._by_name.get(name)
+        if store is None:
+            store = self._by_name[name] = self.backend.store_for(name)
+        return store
 
     def current(self) -> ImageStore:
         """The store of the request being served."""
         if not self.isolated:
-            return self.shared
+            return self.named("")
         principal = principal_of(get_access_token())
         if principal is None:
             # The HTTP auth middleware rejects unauthenticated requests before they get here.
             raise AuthenticationError("This request carries no verified identity.", code="unauthenticated")
-        store = self._by_principal.get(principal)
-        if store is None:
-            store = self._by_principal[principal] = ImageStore(self.root / principal_dir_name(principal))
-        return store
+        return self.named(principal_dir_name(principal))
 
-    def every(self) -> list[ImageStore]:
-        """All stores on disk, for resuming in-flight generations at start."""
-        stores = [self.shared]
-        if self.isolated and self.root.is_dir():
-            stores += [ImageStore(p) for p in sorted(self.root.glob("p-*")) if p.is_dir()]
-        return stores
+    async def every(self) -> list[ImageStore]:
+        """Every store that exists, for resuming in-flight generations."""
+        names = await self.backend.names()
+        return [self.named(name) for name in (names if self.isolated else [""])]

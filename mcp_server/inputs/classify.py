@@ -13,7 +13,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Final, Literal
 
-from mcp_server.images.store import URI_SCHEME
+from mcp_server.images.records import URI_SCHEME
 from mcp_server.inputs.paths import is_file_uri, is_windows_form
 
 Kind = Literal["resource", "path", "data_url", "base64", "url", "file_id"]

@@ -17,7 +17,8 @@ from typing import Final
 
 from anyio.to_thread import run_sync
 
-from mcp_server.images.store import ImageStore, image_id_from_uri
+from mcp_server.images.base import ImageStore
+from mcp_server.images.records import image_id_from_uri
 from mcp_server.inputs.checks import MAX_INPUT_BYTES, ImageFacts, check_byte_size, check_image
 from mcp_server.inputs.classify import Kind, classify, decode_base64, decoded_size
 from mcp_server.inputs.fetch import UrlFetcher
@@ -141,11 +142,13 @@ class InputResolver:
 
     async def _resource(self, uri: str, label: str) -> ResolvedImage:
         image_id = image_id_from_uri(uri)
-        record = await run_sync(self._store.get, image_id) if image_id else None
+        record = await self._store.get(image_id) if image_id else None
         if record is None or image_id is None:
             raise refusal(label, uri, "no stored image with that URI; use resources/list.", FORMS_HINT)
-        real = await run_sync(locate, self._store.path_of(record).absolute(), label, uri, [self._store.root])
-        return await self._read_and_check(real, label, uri, "resource", image_id)
+        check_byte_size(record.bytes, label, uri, max_bytes=self._max_bytes)
+        data = await self._store.read(record)
+        facts = await run_sync(lambda: check_image(data, label, uri, max_bytes=self._max_bytes))
+        return _resolved(label, uri, "resource", data, facts, image_id=image_id, path=self._store.path_of(record))
 
     async def _path(self, text: str, label: str, allowed_dirs: list[Path]) -> ResolvedImage:
         try:

@@ -14,8 +14,9 @@ from typing import Any, Final
 from mcp_server.config import IMAGE_VAR
 from mcp_server.errors import InvalidInputError
 from mcp_server.foundry.agents import AgentVersionRef
+from mcp_server.images.base import ImageStore
 from mcp_server.images.preview import Preview
-from mcp_server.images.store import ImageRecord, ImageStore
+from mcp_server.images.records import ImageRecord
 from mcp_server.protocol import (
     BACKGROUND,
     COMPRESSED_FORMATS,

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-import anyio.to_thread
+import anyio
 
 from mcp_server.errors import FoundryImageError, InvalidInputError, NotFoundError
 from mcp_server.foundry.agents import AgentRegistry, AgentVersionRef
@@ -20,9 +20,9 @@ from mcp_server.foundry.files import upload_file
 from mcp_server.foundry.http import FoundryHttp
 from mcp_server.foundry.responses import ResponsesClient, extract_image
 from mcp_server.foundry.runs import ResponseRunner, RunSettings
+from mcp_server.images.base import ImageStore
 from mcp_server.images.held import HeldImages
 from mcp_server.images.partials import PartialPreviews
-from mcp_server.images.store import ImageStore
 from mcp_server.inputs import ResolvedImage
 from mcp_server.protocol import MAX_PROMPT_CHARS, CreateResponseRequest
 from mcp_server.service import requests
@@ -94,7 +94,7 @@ class ImageService:
         resolved = await self._prepare(prompt, options)
         tracker = Progress(progress)
         await tracker.at(0, "Preparing the inputs")
-        parent = _parent_of(images[0], store)
+        parent = await _parent_of(images[0], store)
         mask_usage: list[InputUsage] = []
         mask_id: str | None = None
         if mask is not None:
@@ -173,11 +173,12 @@ class ImageService:
             await call.progress.at(95, "Saving the image")
             saved = await store_image(image, call.provenance(ref), call.store, claim, self.held)
         except FoundryImageError:
-            await anyio.to_thread.run_sync(claim.finish)  # it ended without an image: nothing to resume
+            await claim.finish()  # it ended without an image: nothing to resume
             raise
         finally:
             if claim.held and not self.held.holds(claim):
-                await anyio.to_thread.run_sync(claim.release)  # not settled (a defect): left for a later recovery
+                with anyio.CancelScope(shield=True):
+                    await claim.release()  # not settled (a defect): left for a later recovery
         preview = await preview_of(image.data)
         done = f"Kept {saved.record.file_name} in memory" if saved.unsaved else f"Saved {saved.record.file_name}"
         await call.progress.at(100, done)
@@ -193,10 +194,10 @@ def _direct(call: Call, resolved: ResolvedDeployments) -> CreateResponseRequest:
     )
 
 
-def _parent_of(image: ResolvedImage, store: ImageStore) -> Parent | None:
+async def _parent_of(image: ResolvedImage, store: ImageStore) -> Parent | None:
     if image.kind != "resource" or image.image_id is None:
         return None
-    record = store.get(image.image_id)
+    record = await store.get(image.image_id)
     if record is None or not record.response_id:
         return None
     return Parent(record.image_id, record.uri, record.response_id)

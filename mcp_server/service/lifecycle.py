@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from typing import Final
 
 import anyio
-import anyio.to_thread
 
 from mcp_server.errors import FoundryImageError, UnexpectedResponseError
 from mcp_server.foundry.agents import AgentVersionRef
 from mcp_server.foundry.http import AmbiguousRequestError
 from mcp_server.foundry.responses import REQUEST_TAG_KEY
 from mcp_server.foundry.runs import ResponseRunner, RunHooks
+from mcp_server.images.base import Claim
 from mcp_server.images.disk import room_for
-from mcp_server.images.inflight import Claim
 from mcp_server.images.partials import PartialPreviews
 from mcp_server.protocol import CreateResponseRequest, PartialImageEvent, Response, parse_size
 from mcp_server.service.calls import Call
@@ -66,7 +65,8 @@ class RunLifecycle:
                     await self._unfinished(claim, call, exc, started)
                 raise
             except BaseException:
-                await anyio.to_thread.run_sync(claim.release)  # a defect: the record stays for a later recovery
+                with anyio.CancelScope(shield=True):
+                    await claim.release()  # a defect: the record stays for a later recovery
                 raise
             return Sent(response, claim)
         finally:
@@ -87,7 +87,7 @@ class RunLifecycle:
 
         async def on_started(response_id: str) -> None:
             started.response_id = response_id
-            await anyio.to_thread.run_sync(lambda: claim.update(response_id=response_id))
+            await claim.update(response_id=response_id)
             await call.progress.at(5, "Generating the image")
 
         async def on_partial(event: PartialImageEvent) -> None:
@@ -124,14 +124,14 @@ class RunLifecycle:
             )
             self._pending.finish_in_background(claim, call.store)
         else:
-            await anyio.to_thread.run_sync(claim.finish)  # refused before it was accepted: nothing runs upstream
+            await claim.finish()  # refused before it was accepted: nothing runs upstream
 
     async def _abandon(self, claim: Claim, call: Call, *, cancel: bool) -> None:
         """The caller stopped waiting: cancel upstream if it asked to, else finish in the background."""
         response_id = claim.record.response_id
         if cancel and response_id:
             await self.runner.cancel(response_id)
-            await anyio.to_thread.run_sync(claim.finish)
+            await claim.finish()
         else:  # to cancel one whose id is unknown, it is first found by its tag
             self._pending.finish_in_background(claim, call.store, cancel=cancel)
 

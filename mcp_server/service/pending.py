@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import anyio
-import anyio.to_thread
 
 from mcp_server.errors import FoundryImageError, NotFoundError
 from mcp_server.foundry.responses import extract_image
 from mcp_server.foundry.runs import ResponseRunner
-from mcp_server.images.disk import check_free_space, storage_error
+from mcp_server.images.base import Claim, ImageStore, StoreWriteError
+from mcp_server.images.disk import NO_SPACE_REASON, storage_error
 from mcp_server.images.held import HeldImages
-from mcp_server.images.inflight import Claim, InFlight, InFlightRecord, new_record
-from mcp_server.images.store import URI_PREFIX, ImageStore, new_image_id
+from mcp_server.images.records import URI_PREFIX, InFlightRecord, new_image_id, new_inflight_record
 from mcp_server.protocol import is_image_call
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.saving import store_image
@@ -45,7 +43,7 @@ class PendingGenerations:
         self._runner = runner
         self._jobs = jobs
         self.held = held
-        self._failed_here: set[Path] = set()
+        self._failed_here: set[tuple[str, str]] = set()
         """Records this process failed to recover: tried again at the next start, not at every rescan."""
 
     async def begin(
@@ -53,20 +51,20 @@ class PendingGenerations:
     ) -> Claim:
         """Record a generation before its create is sent; refuses (`StorageError`) when the disk could not keep
         its image, so that nothing is paid for that would be lost."""
-        record = new_record(tag=tag, image_id=new_image_id(), agent_name=agent_name, provenance=provenance)
-        await anyio.to_thread.run_sync(check_free_space, store.root, room)
+        record = new_inflight_record(tag=tag, image_id=new_image_id(), agent_name=agent_name, provenance=provenance)
+        await store.check_room(room)
         try:
-            return await anyio.to_thread.run_sync(InFlight(store.root).begin, record)
-        except OSError as exc:
-            raise storage_error(exc, store.root, before=True) from None
+            return await store.inflight.begin(record)
+        except StoreWriteError as exc:
+            raise storage_error(exc.reason, store.label, before=True, no_space=exc.reason == NO_SPACE_REASON) from None
 
     async def resume(self, stores: Sequence[ImageStore], *, rescan: bool = False) -> int:
         """Finish, in the background, every record no live process owns (left by a run that stopped or died).
         A `rescan` leaves out the records this process already failed to recover."""
         started = 0
         for store in stores:
-            for claim in await anyio.to_thread.run_sync(InFlight(store.root).orphans):
-                if rescan and claim.path in self._failed_here:
+            for claim in await store.inflight.orphans():
+                if rescan and (store.key, claim.record.key) in self._failed_here:
                     await _settle(claim.release)
                     continue
                 logger.info("Resuming generation %s left in flight", _name(claim.record))
@@ -74,15 +72,13 @@ class PendingGenerations:
                 started += 1
         return started
 
-    async def watch(
-        self, stores: Callable[[], Sequence[ImageStore]], sleep: Callable[[float], Awaitable[None]]
-    ) -> None:
-        """Forever: write images the disk refused, and take over records of processes that died meanwhile."""
+    async def watch(self, stores: Callable[[], Awaitable[Sequence[ImageStore]]], sleep: Sleep) -> None:
+        """Forever: write images the store refused, and take over records of processes that died meanwhile."""
         while True:
             await sleep(RESCAN_SECONDS)
             if len(self.held):
-                await anyio.to_thread.run_sync(self.held.flush)
-            await self.resume(stores(), rescan=True)
+                await self.held.flush()
+            await self.resume(await stores(), rescan=True)
 
     def finish_in_background(self, claim: Claim, store: ImageStore, *, cancel: bool = False) -> None:
         what = "cancelling" if cancel else "finishing"
@@ -97,7 +93,7 @@ class PendingGenerations:
             logger.warning("Foundry no longer has generation %s; giving it up", _name(claim.record))
             await _settle(claim.finish)
         except (FoundryImageError, TimeoutError) as exc:
-            await self._failed(claim, exc)
+            await self._failed(claim, store, exc)
         finally:
             if claim.held and not self.held.holds(claim):
                 await _settle(claim.release)  # unsettled: free for a later attempt, here or in another process
@@ -127,23 +123,23 @@ class PendingGenerations:
         saved = await store_image(extract_image(response), record.provenance, store, claim, self.held)
         logger.info("Stored %s from generation %s after its caller left", saved.record.file_name, response_id)
 
-    async def _failed(self, claim: Claim, exc: Exception) -> None:
+    async def _failed(self, claim: Claim, store: ImageStore, exc: Exception) -> None:
         attempts = claim.record.attempts + 1
         message = exc.message if isinstance(exc, FoundryImageError) else "it did not end in time"
         if attempts >= MAX_RECOVERY_ATTEMPTS:
             logger.warning(
-                "Giving up on generation %s after %d attempts (%s); its record is in %s",
+                "Giving up on generation %s after %d attempts (%s); its record is set aside in %s",
                 _name(claim.record),
                 attempts,
                 message,
-                claim.folder / "abandoned",
+                store.label,
             )
             await _settle(claim.abandon)
             return
         logger.warning(
             "Could not recover generation %s yet (%s); will try again at the next start", _name(claim.record), message
         )
-        self._failed_here.add(claim.path)
+        self._failed_here.add((store.key, claim.record.key))
         await _settle(lambda: claim.update(attempts=attempts))
 
 
@@ -155,7 +151,7 @@ def _name(record: InFlightRecord) -> str:
     return record.response_id or f"tagged {record.tag or record.key}"
 
 
-async def _settle(action: Callable[[], None]) -> None:
-    """Change a record on disk (a worker thread: it writes and fsyncs), even while being cancelled."""
+async def _settle(action: Callable[[], Awaitable[None]]) -> None:
+    """Change a record in its store, even while being cancelled."""
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(action)
+        await action()

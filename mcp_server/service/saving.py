@@ -11,12 +11,11 @@ import anyio
 import anyio.to_thread
 
 from mcp_server.foundry.responses import ExtractedImage
-from mcp_server.images.disk import reason_of
+from mcp_server.images.base import Claim, ImageStore, StoreWriteError
 from mcp_server.images.held import HeldImage, HeldImages
-from mcp_server.images.inflight import Claim
 from mcp_server.images.partials import PARTIAL_PREVIEW_SIDE, PartialPreviews
 from mcp_server.images.preview import Preview, inspect_image, make_preview
-from mcp_server.images.store import ImageRecord, ImageStore, new_record
+from mcp_server.images.records import ImageRecord, new_record
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +34,13 @@ class Saved:
     """Why the image is only held in memory (the disk refused it), or None when it is on disk."""
 
 
-def save_image(
+async def store_image(
     image: ExtractedImage, provenance: dict[str, Any], store: ImageStore, claim: Claim | None, held: HeldImages
 ) -> Saved:
     """Store the image exactly once, under the id its in-flight record fixed, and settle that record.
 
-    When the disk refuses, the image is held in memory (readable, written later) rather than lost. Blocking."""
-    info = inspect_image(image.data)
+    When the store refuses, the image is held in memory (readable, written later) rather than lost."""
+    info = await anyio.to_thread.run_sync(inspect_image, image.data)
     metadata = {**provenance, "revised_prompt": image.call.revised_prompt, "response_id": image.response_id}
     record = new_record(
         image.data,
@@ -52,19 +51,13 @@ def save_image(
         image_id=claim.record.image_id if claim else None,
     )
     try:
-        record = store.put(record, image.data)
-    except OSError as exc:
-        held.hold(HeldImage(store, record, image.data, claim, reason_of(exc)))
-        return Saved(record, unsaved=reason_of(exc))
+        record = await store.put(record, image.data)
+    except StoreWriteError as exc:
+        held.hold(HeldImage(store, record, image.data, claim, exc.reason))
+        return Saved(record, unsaved=exc.reason)
     if claim is not None:
-        claim.finish()
+        await claim.finish()
     return Saved(record)
-
-
-async def store_image(
-    image: ExtractedImage, provenance: dict[str, Any], store: ImageStore, claim: Claim | None, held: HeldImages
-) -> Saved:
-    return await anyio.to_thread.run_sync(save_image, image, provenance, store, claim, held)
 
 
 async def preview_of(data: bytes) -> Preview:

@@ -19,7 +19,8 @@ from mcp.types import (
 from pydantic import BaseModel, Field, ValidationError
 
 from mcp_server.errors import FoundryImageError, InternalError, InvalidInputError
-from mcp_server.images.store import ImageRecord, ImageStore
+from mcp_server.images.base import ImageStore
+from mcp_server.images.records import ImageRecord
 from mcp_server.service.calls import GeneratedImage
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,12 @@ def image_result(
 ) -> CallToolResult:
     """The result of a stored image; `data` (the exact bytes) is embedded when the disk refused the image."""
     record, preview = generated.record, generated.preview
-    path = store.path_of(record).resolve()
+    local = store.path_of(record)
+    path = local.resolve() if local is not None else None
     structured = ImageResult(
         image_id=record.image_id,
         uri=record.uri,
-        path=None if generated.unsaved else str(path),
+        path=None if generated.unsaved or path is None else str(path),
         mime_type=record.mime_type,
         width=record.width,
         height=record.height,
@@ -113,7 +115,7 @@ def image_result(
     verb = "Edited" if generated.inputs else "Generated"
     lines = [
         f"{verb} a {record.width}x{record.height} {record.output_format.upper()} image ({record.bytes:,} bytes).",
-        *(_unsaved_lines(generated.unsaved, store) if generated.unsaved else [f"Saved to: {path}"]),
+        *(_unsaved_lines(generated.unsaved, store) if generated.unsaved else [f"Saved to: {path or store.label}"]),
         f"Resource: {record.uri} (read it for the full-resolution original; the inline image is a preview)",
     ]
     if generated.parent:
@@ -137,7 +139,7 @@ def image_result(
 
 def _unsaved_lines(reason: str, store: ImageStore) -> list[str]:
     return [
-        f"NOT saved yet: {store.root} refused it ({reason}).",
+        f"NOT saved yet: {store.label} refused it ({reason}).",
         "It is kept in memory and served at the resource below, and written to that directory as soon as the "
         "disk takes it (free some space or make it writable). If the server stops first, its next start fetches "
         "the image from Foundry again.",
@@ -149,10 +151,15 @@ def resource_link(record: ImageRecord, store: ImageStore) -> ResourceLink:
         uri=record.uri,
         name=record.file_name,
         title=_title(record),
-        description=f"{record.width}x{record.height} image saved at {store.path_of(record).resolve()}",
+        description=f"{record.width}x{record.height} image saved at {_where(record, store)}",
         mime_type=record.mime_type,
         size=record.bytes,
     )
+
+
+def _where(record: ImageRecord, store: ImageStore) -> str:
+    local = store.path_of(record)
+    return str(local.resolve()) if local is not None else f"{store.label}/{record.file_name}"
 
 
 def _title(record: ImageRecord) -> str:

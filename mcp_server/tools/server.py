@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ListResourcesResult, PaginatedRequestParams
 from mcp.types import Resource as MCPResource
 from mcp.types import ResourceTemplate as MCPResourceTemplate
 from pydantic import AnyUrl, ValidationError
@@ -34,8 +35,8 @@ from mcp_server.foundry.retry import RetryPolicy
 from mcp_server.foundry.runs import RunSettings
 from mcp_server.images.held import HeldImages
 from mcp_server.images.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
-from mcp_server.images.store import URI_TEMPLATE, image_id_from_uri
-from mcp_server.images.stores import Stores
+from mcp_server.images.records import URI_TEMPLATE, ImageRecord, image_id_from_uri
+from mcp_server.images.stores import LocalBackend, Stores
 from mcp_server.inputs import UrlFetcher
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.deployments import DeploymentResolver
@@ -100,22 +101,28 @@ class ImageServer(MCPServer[AppState]):
             raise
 
     async def list_resources(self) -> list[MCPResource]:
+        """The first page of `resources/list`."""
+        return (await self.resources_page(None)).resources
+
+    async def _handle_list_resources(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        """`resources/list`, a page at a time (the SDK's own handler lists everything at once)."""
+        return await self.resources_page(params.cursor if params else None)
+
+    async def resources_page(self, cursor: str | None) -> ListResourcesResult:
+        """Stored images newest first, `PAGE_SIZE` at most per page; the first page also holds the images the
+        store refused (held in memory) and any static resources."""
         store = self.stores.current()
-        records = sorted([*store.records(), *self.held.records(store)], key=lambda r: r.image_id, reverse=True)
-        return [
-            *await super().list_resources(),
-            *(
-                MCPResource(
-                    uri=record.uri,
-                    name=record.file_name,
-                    title=(record.prompt or record.image_id)[:80],
-                    description=f"{record.width}x{record.height} image created {record.created_at}",
-                    mime_type=record.mime_type,
-                    size=record.bytes,
-                )
-                for record in records
-            ),
-        ]
+        try:
+            page = await store.page(cursor)
+        except ValueError:
+            raise MCPError(INVALID_PARAMS, "Invalid cursor: pass a nextCursor this server returned.") from None
+        records = page.records if cursor else [*self.held.records(store), *page.records]
+        resources = [_resource_of(record) for record in records]
+        if cursor is None:
+            resources = [*await super().list_resources(), *resources]
+        return ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
 
     async def list_resource_templates(self) -> list[MCPResourceTemplate]:
         return [
@@ -147,13 +154,24 @@ class ImageServer(MCPServer[AppState]):
         if image_id is None:
             return await super().read_resource(uri, context)
         store = self.stores.current()
-        record = store.get(image_id)
+        record = await store.get(image_id)
         if record is None:
             held = self.held.get(store, image_id)
             if held is None:
                 raise ResourceNotFoundError(f"No stored image with URI {uri}")
             return [ReadResourceContents(content=held.data, mime_type=held.record.mime_type)]
-        return [ReadResourceContents(content=store.read_bytes(record), mime_type=record.mime_type)]
+        return [ReadResourceContents(content=await store.read(record), mime_type=record.mime_type)]
+
+
+def _resource_of(record: ImageRecord) -> MCPResource:
+    return MCPResource(
+        uri=record.uri,
+        name=record.file_name,
+        title=(record.prompt or record.image_id)[:80],
+        description=f"{record.width}x{record.height} image created {record.created_at}",
+        mime_type=record.mime_type,
+        size=record.bytes,
+    )
 
 
 def build_server(
@@ -167,7 +185,7 @@ def build_server(
     gets its own image store. `retry` replaces the default retry policy (tests pass short delays), and
     `rescan_sleep` the wait between looks at orphaned records and images the disk refused."""
     check_sdk_once()
-    stores = Stores(settings.output_dir, isolated=inbound is not None)
+    stores = Stores(LocalBackend(settings.output_dir), isolated=inbound is not None)
     partials = PartialPreviews()
     held = HeldImages()
     server = ImageServer(
@@ -232,7 +250,7 @@ async def app_state(
             partials=shared.partials,
             held=shared.held,
         )
-        await service.resume_pending(stores.every())
+        await service.resume_pending(await stores.every())
         background.start_soon(service.pending.watch, stores.every, rescan_sleep)
         note = EMULATOR_NOTE if settings.emulator else None
         try:
@@ -244,8 +262,9 @@ async def app_state(
                 if not await jobs.drain(SHUTDOWN_GRACE_SECONDS):
                     logger.warning("Leaving unfinished generations to be resumed at the next start")
                 background.cancel_scope.cancel()
-                await anyio.to_thread.run_sync(shared.held.flush)
-                shared.held.release_all()
+                await shared.held.flush()
+                await shared.held.release_all()
+                await stores.backend.aclose()
             await http.aclose()
 
 

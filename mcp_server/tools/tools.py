@@ -19,7 +19,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import Field
 
 from mcp_server.errors import FoundryImageError
-from mcp_server.images.store import ImageStore
+from mcp_server.images.base import ImageStore
 from mcp_server.images.stores import Stores
 from mcp_server.inputs import MAX_IMAGES, InputResolver, UrlFetcher, looks_like_path, roots_to_dirs
 from mcp_server.protocol import INPUT_FIDELITY, MAX_PROMPT_CHARS, InputFidelity
@@ -143,7 +143,8 @@ async def edit_image(
     try:
         store = state.stores.current()
         # The principal's own directory, never the whole output directory: others' images live there.
-        resolver = InputResolver(store=store, allowed_dirs=[store.root, *state.input_dirs], fetcher=state.fetcher)
+        own = [store.directory] if store.directory is not None else []
+        resolver = InputResolver(store=store, allowed_dirs=[*own, *state.input_dirs], fetcher=state.fetcher)
         resolved, resolved_mask = await resolver.resolve_all(images, mask, roots_to_dirs(roots))
         generated = await state.service.edit(
             prompt, resolved, resolved_mask, options, store, progress(ctx), cancel_check(ctx)
