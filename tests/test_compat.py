@@ -190,3 +190,14 @@ def test_without_the_attribute_a_warning_is_logged_and_the_chain_itself_is_named
         assert check_credential(credential) is False
     assert [record.getMessage() for record in caplog.records] == [identity_compat.DEGRADED]
     assert credential_source(credential) == "UpgradedCredential"
+
+
+# ---------------------------------------------------------------- mcp: MCPServer._handle_list_resources
+
+
+def test_the_installed_mcp_sdk_routes_resources_list_through_the_overridden_handler() -> None:
+    """`ImageServer` paginates `resources/list` by overriding `MCPServer._handle_list_resources(ctx, params)`,
+    which `MCPServer.__init__` registers as `on_list_resources`; the SDK's own lists everything at once."""
+    assert "_handle_list_resources" in inspect.getsource(MCPServer.__init__)
+    parameters = list(inspect.signature(MCPServer._handle_list_resources).parameters)
+    assert parameters == ["self", "ctx", "params"]

@@ -15,6 +15,9 @@ and claims fd 0 and fd 1 with `mcp.server.stdio`'s own private helpers. `stdio_i
 None, with a WARNING, when the installed SDK lacks one of them; the SDK's own stdio transport then
 serves (malformed lines go unanswered again).
 
+3. `tools.server.ImageServer` paginates `resources/list` by overriding `MCPServer._handle_list_resources`
+(the handler `MCPServer.__init__` registers; the public `list_resources()` takes no cursor).
+
 tests/test_compat.py fails when an SDK upgrade removes any of these.
 """
 
