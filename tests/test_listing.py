@@ -3,11 +3,15 @@ skipped or repeated) while images arrive, a foreign cursor refused with -32602; 
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import MODES, connect, emulator_running
+from helpers import MODES, HttpServer, connect, emulator_running
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from mcp_server.images.base import PAGE_SIZE
@@ -87,3 +91,35 @@ async def test_an_empty_store_lists_one_empty_page(tmp_path: Path) -> None:
         async with connect(emu.endpoint, tmp_path) as client:
             result = await client.list_resources()
     assert result.resources == [] and result.next_cursor is None
+
+
+LISTED_OVER_HTTP = int(os.environ.get("FOUNDRY_IMAGE_MCP_TEST_LISTED_IMAGES", "1500"))
+"""How many images the HTTP listing test stores: 1,500 in the suite; 100,000 for the figure in benchmarks/README."""
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_large_store_lists_page_by_page_over_http_each_page_well_under_1_mib(tmp_path: Path, mode: str) -> None:
+    """Before pagination, 10,000 images made one 3.2 MB message that handshake-era HTTP clients never received
+    ("Server-sent event exceeded the 1048576 byte limit")."""
+    populate(tmp_path, LISTED_OVER_HTTP)
+    with emulator_running() as emu:
+        server = HttpServer(emu.endpoint, tmp_path)
+        try:
+            server.wait_ready()
+            async with (
+                create_mcp_http_client() as http,
+                Client(streamable_http_client(server.url, http_client=http), mode=mode) as client,
+            ):
+                sizes: list[int] = []
+                count, cursor = 0, None
+                while True:
+                    result = await client.list_resources(cursor=cursor)
+                    sizes.append(len(result.model_dump_json(by_alias=True)))
+                    count += len(result.resources)
+                    cursor = result.next_cursor
+                    if cursor is None:
+                        break
+        finally:
+            server.stop()
+    assert count == LISTED_OVER_HTTP and len(sizes) == -(-LISTED_OVER_HTTP // PAGE_SIZE)
+    assert max(sizes) < 64 * 1024, f"largest page {max(sizes)} bytes"
