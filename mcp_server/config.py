@@ -40,6 +40,7 @@ TRUSTED_HOSTS_VAR = "FOUNDRY_IMAGE_MCP_TRUSTED_URL_HOSTS"
 POLL_INTERVAL_VAR = "FOUNDRY_IMAGE_MCP_POLL_INTERVAL"
 TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_TIMEOUT"
 HEARTBEAT_VAR = "FOUNDRY_IMAGE_MCP_HEARTBEAT"
+RESCAN_VAR = "FOUNDRY_IMAGE_MCP_RESCAN_SECONDS"
 CONNECT_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_CONNECT_TIMEOUT"
 READ_TIMEOUT_VAR = "FOUNDRY_IMAGE_MCP_READ_TIMEOUT"
 MAX_CONCURRENT_VAR = "FOUNDRY_IMAGE_MCP_MAX_CONCURRENT"
@@ -216,6 +217,7 @@ class Settings(_EnvironSettings):
     poll_interval: float = Field(default=1.0, gt=0, le=60, validation_alias=POLL_INTERVAL_VAR)
     timeout: float = Field(default=600.0, gt=0, validation_alias=TIMEOUT_VAR, description="seconds per generation")
     heartbeat: float = Field(default=5.0, gt=0, le=10, validation_alias=HEARTBEAT_VAR)
+    rescan_seconds: float = Field(default=60.0, gt=0, le=3600, validation_alias=RESCAN_VAR)
     connect_timeout: float = Field(default=10.0, gt=0, validation_alias=CONNECT_TIMEOUT_VAR)
     read_timeout: float = Field(default=120.0, gt=0, validation_alias=READ_TIMEOUT_VAR)
     max_concurrent: int = Field(default=16, ge=1, le=1024, validation_alias=MAX_CONCURRENT_VAR)

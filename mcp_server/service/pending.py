@@ -33,7 +33,7 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_RECOVERY_ATTEMPTS: Final = 5
 """Recoveries that fail for a passing reason (the service unreachable) before a record is set aside."""
 RESCAN_SECONDS: Final = 60.0
-"""How often records of processes that died, and images the disk refused, are looked at again."""
+"""How often records of processes that died, and images the store refused, are looked at again (by default)."""
 
 
 class PendingGenerations:
@@ -72,10 +72,12 @@ class PendingGenerations:
                 started += 1
         return started
 
-    async def watch(self, stores: Callable[[], Awaitable[Sequence[ImageStore]]], sleep: Sleep) -> None:
+    async def watch(
+        self, stores: Callable[[], Awaitable[Sequence[ImageStore]]], sleep: Sleep, every: float = RESCAN_SECONDS
+    ) -> None:
         """Forever: write images the store refused, and take over records of processes that died meanwhile."""
         while True:
-            await sleep(RESCAN_SECONDS)
+            await sleep(every)
             if len(self.held):
                 await self.held.flush()
             await self.resume(await stores(), rescan=True)

@@ -251,7 +251,7 @@ async def app_state(
             held=shared.held,
         )
         await service.resume_pending(await stores.every())
-        background.start_soon(service.pending.watch, stores.every, rescan_sleep)
+        background.start_soon(service.pending.watch, stores.every, rescan_sleep, settings.rescan_seconds)
         note = EMULATOR_NOTE if settings.emulator else None
         try:
             yield AppState(service=service, fetcher=fetcher, stores=stores, input_dirs=settings.input_dirs, note=note)
