@@ -37,6 +37,21 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def load_sidecar(root: Path, meta_path: Path) -> ImageRecord | None:
+    """The record a sidecar (`<root>/<image_id>.json`) holds, or None unless it validates, names its image file
+    after its id and format, and that file exists in `root`."""
+    try:
+        record = ImageRecord.model_validate(json.loads(meta_path.read_bytes()))
+    except (OSError, ValueError, ValidationError):
+        return None
+    expected_name = f"{record.image_id}.{EXTENSIONS.get(record.output_format, '')}"
+    if not IMAGE_ID_PATTERN.match(record.image_id) or record.file_name != expected_name:
+        return None
+    if not (root / record.file_name).is_file():
+        return None
+    return record
+
+
 class DiskFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -93,13 +108,4 @@ class DiskFiles:
         return sorted(records, key=lambda r: r.image_id, reverse=True)
 
     def _load(self, meta_path: Path) -> ImageRecord | None:
-        try:
-            record = ImageRecord.model_validate(json.loads(meta_path.read_bytes()))
-        except (OSError, ValueError, ValidationError):
-            return None
-        expected_name = f"{record.image_id}.{EXTENSIONS.get(record.output_format, '')}"
-        if not IMAGE_ID_PATTERN.match(record.image_id) or record.file_name != expected_name:
-            return None
-        if not self.path_of(record).is_file():
-            return None
-        return record
+        return load_sidecar(self.root, meta_path)
