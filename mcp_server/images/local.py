@@ -3,6 +3,8 @@ records claimed by OS file locks (`inflight`). The default store; every blocking
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +19,7 @@ from mcp_server.images.records import ImageRecord, InFlightRecord
 from mcp_server.images.store import DiskFiles
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 async def _in_thread(work: Callable[[], T]) -> T:
@@ -108,7 +111,10 @@ class LocalStore:
 
     async def put(self, record: ImageRecord, data: bytes) -> ImageRecord:
         stored = await _writing(lambda: self.files.put(record, data))
-        await _in_thread(lambda: self._ensure_index().add(stored))
+        try:
+            await _in_thread(lambda: self._ensure_index().add(stored))
+        except (sqlite3.Error, OSError) as exc:  # the sidecar is the truth: the next listing's sync adds it
+            logger.warning("Could not add %s to the index of %s: %s", stored.image_id, self.root, exc)
         return stored
 
     async def page(self, cursor: str | None = None, limit: int = PAGE_SIZE) -> Page:

@@ -56,7 +56,8 @@ async def store_image(
         held.hold(HeldImage(store, record, image.data, claim, exc.reason))
         return Saved(record, unsaved=exc.reason)
     if claim is not None:
-        await claim.finish()
+        with anyio.CancelScope(shield=True):  # stored: settle its record even if the caller is going away
+            await claim.finish()
     return Saved(record)
 
 
