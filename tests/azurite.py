@@ -26,9 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AZURITE_VERSION: Final = "3.37.0"
 REQUIRE_VAR: Final = "FOUNDRY_IMAGE_MCP_REQUIRE_AZURITE"
 ACCOUNT: Final = "devstoreaccount1"
-ACCOUNT_KEY: Final = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+ACCOUNT_KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 """Azurite's well-known development account key (public, the same for every Azurite)."""
 START_TIMEOUT: Final = 30.0
 
@@ -98,10 +96,14 @@ def running_azurite() -> Iterator[Azurite]:
     with tempfile.TemporaryDirectory(prefix="azurite-") as workdir:
         port = free_port()
         log = Path(workdir) / "azurite.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command(executable, port), cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-            )
+        try:
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    command(executable, port), cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                )
+        except OSError as exc:
+            unavailable(f"Azurite ({executable}) cannot be run: {exc.strerror or exc}")
+            raise
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while not _listening(port):

@@ -9,9 +9,12 @@ and renewals run on a clock the test advances.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
-from azurite import ACCOUNT, ACCOUNT_KEY, Azurite
+from azurite import ACCOUNT, ACCOUNT_KEY, AZURITE_VERSION, ROOT, Azurite
 
-from mcp_server.config import BLOB_CONNECTION_VAR, BLOB_CONTAINER_VAR, STORE_VAR, Settings
+from mcp_server.config import BLOB_CONNECTION_VAR, BLOB_CONTAINER_VAR, BLOB_URL_VAR, STORE_VAR, Settings
+from mcp_server.errors import ConfigurationError
 from mcp_server.images.base import ImageStore, StoreWriteError
 from mcp_server.images.blob import BlobBackend, open_backend
 from mcp_server.images.blob_errors import BlobStoreError
@@ -258,7 +262,7 @@ async def test_a_dead_owners_record_is_claimed_by_exactly_one_of_two_replicas(az
         blob = service.get_container_client(container).get_blob_client(inflight_name("shared", claim.record.key))
         assert await one.store_for("shared").inflight.orphans() == []
         await BlobLeaseClient(blob).break_lease(lease_break_period=0)  # what its lease expiring does
-        won = await asyncio.gather(one.store_for("shared").inflight.orphans(), two.store_for("shared").inflight.orphans())
+        won = await asyncio.gather(*(r.store_for("shared").inflight.orphans() for r in (one, two)))
         assert sorted(len(claims) for claims in won) == [0, 1]
         (taken,) = won[0] or won[1]
         assert taken.record == claim.record
@@ -392,3 +396,80 @@ async def test_nothing_logged_while_working_shows_the_account_key(
         assert ACCOUNT_KEY not in store.label + store.key + backend.url
     assert ACCOUNT_KEY not in caplog.text
     assert record_name("shared", record.image_id).startswith("shared/records/")
+
+
+# ---------------------------------------------------------------- settings, the extra, and start-up cost
+
+BASE = {"AZURE_AI_PROJECT_ENDPOINT": ENDPOINT, "HOME": "/tmp"}
+CONNECTION = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0LWtleS0wMTIzNDU2Nzg5;"
+
+
+def test_the_local_store_is_the_default_and_azure_blob_needs_exactly_one_way_in() -> None:
+    settings = Settings.load(BASE)
+    assert (settings.store, settings.blob_container, settings.blob_account_url) == ("local", "foundry-images", None)
+    for given in ({}, {BLOB_URL_VAR: "https://acct.blob.core.windows.net", BLOB_CONNECTION_VAR: CONNECTION}):
+        with pytest.raises(ConfigurationError) as caught:
+            Settings.load({**BASE, STORE_VAR: "azure-blob", **given})
+        assert BLOB_URL_VAR in caught.value.message and BLOB_CONNECTION_VAR in caught.value.message
+        assert CONNECTION not in str(caught.value)
+    by_url = Settings.load({**BASE, STORE_VAR: "azure-blob", BLOB_URL_VAR: "https://acct.blob.core.windows.net/"})
+    assert by_url.blob_account_url == "https://acct.blob.core.windows.net"
+    by_key = Settings.load({**BASE, STORE_VAR: "azure-blob", BLOB_CONNECTION_VAR: CONNECTION})
+    assert by_key.blob_connection_string is not None and CONNECTION not in repr(by_key) + str(by_key.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        (STORE_VAR, "s3", "store"),
+        (BLOB_URL_VAR, "http://acct.blob.core.windows.net", "must use https"),
+        (BLOB_URL_VAR, "https://acct.blob.core.windows.net/?sv=2024&sig=c2VjcmV0", "must not carry a query"),
+        (BLOB_URL_VAR, "acct", "https://<account>.blob.core.windows.net"),
+        (BLOB_CONTAINER_VAR, "Images", "blob_container"),
+        (BLOB_CONTAINER_VAR, "a--b", "blob_container"),
+        (BLOB_CONTAINER_VAR, "ab", "blob_container"),
+    ],
+)
+def test_malformed_storage_settings_are_named(variable: str, value: str, problem: str) -> None:
+    env = {**BASE, STORE_VAR: "azure-blob", BLOB_CONNECTION_VAR: CONNECTION, variable: value}
+    if variable == BLOB_URL_VAR:
+        del env[BLOB_CONNECTION_VAR]
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load(env)
+    assert problem in caught.value.message and "c2VjcmV0" not in caught.value.message
+
+
+def test_a_missing_extra_is_a_configuration_error_naming_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "azure.storage.blob" else real(name, *a)
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        open_backend(Settings.load({**BASE, STORE_VAR: "azure-blob", BLOB_CONNECTION_VAR: CONNECTION}))
+    assert "pip install 'foundry-image-mcp[azure-blob]'" in str(caught.value)
+
+
+def test_a_malformed_connection_string_is_refused_without_repeating_it() -> None:
+    settings = Settings.load({**BASE, STORE_VAR: "azure-blob", BLOB_CONNECTION_VAR: "AccountKey=c2VjcmV0;nonsense"})
+    with pytest.raises(ConfigurationError) as caught:
+        open_backend(settings)
+    assert BLOB_CONNECTION_VAR in caught.value.message and "c2VjcmV0" not in str(caught.value)
+
+
+def test_the_local_store_never_imports_the_storage_sdk() -> None:
+    """Settings, the blob module itself and the doctor load without azure.storage (checked with -X importtime)."""
+    code = "import mcp_server.config, mcp_server.images.blob, mcp_server.images.blob_timing"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line]
+    assert "mcp_server.images.blob" in imported
+    assert not [name for name in imported if name.startswith(("azure.storage", "aiohttp"))]
+
+
+def test_the_ci_gate_installs_the_azurite_the_tests_pin_and_requires_it() -> None:
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f'AZURITE_VERSION="{AZURITE_VERSION}"' in script
+    assert "export FOUNDRY_IMAGE_MCP_REQUIRE_AZURITE=1" in script
+    assert script.index("export FOUNDRY_IMAGE_MCP_REQUIRE_AZURITE=1") < script.index("\npython -m pytest -q\n")
+    assert "node_modules/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
