@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import NoDecode
 
+from mcp_server.config_source import (
+    EnvironSettings,
+    blank_is_unset,
+    current_environ,
+    reading,
+    split_values,
+    variables,
+)
 from mcp_server.errors import ConfigurationError
 from mcp_server.protocol import AGENT_NAME_MAX, AGENT_NAME_PATTERN
 
@@ -50,8 +49,19 @@ ENTRA_AUDIENCE_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_AUDIENCE"
 ENTRA_SCOPES_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_SCOPES"
 ENTRA_ISSUER_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_ISSUER"
 ENTRA_JWKS_URL_VAR = "FOUNDRY_IMAGE_MCP_ENTRA_JWKS_URL"
+STORE_VAR = "FOUNDRY_IMAGE_MCP_STORE"
+BLOB_URL_VAR = "FOUNDRY_IMAGE_MCP_BLOB_ACCOUNT_URL"
+BLOB_CONNECTION_VAR = "FOUNDRY_IMAGE_MCP_BLOB_CONNECTION_STRING"
+BLOB_CONTAINER_VAR = "FOUNDRY_IMAGE_MCP_BLOB_CONTAINER"
 
 DEFAULT_AGENT_NAME = "foundry-image-mcp"
+DEFAULT_CONTAINER = "foundry-images"
+CONTAINER_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+"""An Azure Blob Storage container name (3 to 63 characters): lowercase letters and digits, single hyphens."""
+EXAMPLE_URLS = {
+    "endpoint": "https://<resource>.services.ai.azure.com/api/projects/<project>",
+    "blob_account_url": "https://<account>.blob.core.windows.net",
+}
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """The loopback names this package recognizes (any other loopback IP address counts too)."""
@@ -70,27 +80,9 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-_environ: ContextVar[Mapping[str, str] | None] = ContextVar("foundry_image_mcp_environ", default=None)
-"""The environment `load` was given in place of `os.environ`, while it builds the settings."""
-
-
-def _current_environ() -> Mapping[str, str]:
-    environ = _environ.get()
-    return os.environ if environ is None else environ
-
-
-@contextmanager
-def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
-    token = _environ.set(environ)
-    try:
-        yield
-    finally:
-        _environ.reset(token)
-
-
 def default_output_dir(environ: Mapping[str, str] | None = None) -> Path:
     """The per-user data directory for images, following each platform's convention."""
-    env = _current_environ() if environ is None else environ
+    env = current_environ() if environ is None else environ
     home = Path(env.get("HOME") or Path.home())
     if sys.platform == "win32":
         base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
@@ -101,54 +93,7 @@ def default_output_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "foundry-image-mcp" / "images"
 
 
-def variables(model: type[BaseSettings]) -> dict[str, str]:
-    """Field name by environment variable, for every variable `model` reads."""
-    found: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        alias = field.validation_alias
-        for choice in alias.choices if isinstance(alias, AliasChoices) else [alias]:
-            if isinstance(choice, str):
-                found[choice] = name
-    return found
-
-
-class _EnvironSource(EnvSettingsSource):
-    """The environment `load` was given (else `os.environ`): only the declared variables, empty ones unset.
-
-    Fields without a variable (a nested group, the emulator flag) and field names are never read from it.
-    """
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        declared = variables(self.settings_cls)
-        return {name: value for name, value in _current_environ().items() if name in declared and value != ""}
-
-
-class _EnvironSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", case_sensitive=True, validate_by_name=True, validate_by_alias=True
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Keyword arguments (CLI flags) first, then the environment; no .env file, no secrets dir.
-        return init_settings, _EnvironSource(settings_cls)
-
-
-def _split(separators: str, value: Any) -> Any:
-    """A variable's list value: split on `separators` (a regex class), blanks trimmed and dropped."""
-    if not isinstance(value, str):
-        return value
-    return tuple(part.strip() for part in re.split(separators, value) if part.strip())
-
-
-class InboundAuthSettings(_EnvironSettings):
+class InboundAuthSettings(EnvironSettings):
     """HTTP transport only: who may call this server (see `mcp_server.http.verifiers.build_verifier`)."""
 
     auth_tokens: SecretStr | None = Field(default=None, validation_alias=AUTH_TOKENS_VAR)
@@ -158,20 +103,17 @@ class InboundAuthSettings(_EnvironSettings):
     entra_issuer: str | None = Field(default=None, validation_alias=ENTRA_ISSUER_VAR)
     entra_jwks_url: str | None = Field(default=None, validation_alias=ENTRA_JWKS_URL_VAR)
 
-    @field_validator("entra_tenant_id", "entra_issuer", "entra_jwks_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return (value.strip() or None) if isinstance(value, str) else value
+    _blank = field_validator("entra_tenant_id", "entra_issuer", "entra_jwks_url", mode="before")(blank_is_unset)
 
     @field_validator("entra_audience", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        return _split(",", value)
+        return split_values(",", value)
 
     @field_validator("entra_scopes", mode="before")
     @classmethod
     def _space_or_comma_separated(cls, value: Any) -> Any:
-        return _split(r"[\s,]", value)
+        return split_values(r"[\s,]", value)
 
     @property
     def entra_configured(self) -> bool:
@@ -183,11 +125,11 @@ class InboundAuthSettings(_EnvironSettings):
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> InboundAuthSettings:
         """Read `environ` (default `os.environ`)."""
-        with _reading(environ):
+        with reading(environ):
             return cls()
 
 
-class Settings(_EnvironSettings):
+class Settings(EnvironSettings):
     """Everything the server needs to know, validated once."""
 
     endpoint: str = Field(validation_alias=AliasChoices(*ENDPOINT_VARS), description="Foundry project endpoint")
@@ -221,29 +163,47 @@ class Settings(_EnvironSettings):
     connect_timeout: float = Field(default=10.0, gt=0, validation_alias=CONNECT_TIMEOUT_VAR)
     read_timeout: float = Field(default=120.0, gt=0, validation_alias=READ_TIMEOUT_VAR)
     max_concurrent: int = Field(default=16, ge=1, le=1024, validation_alias=MAX_CONCURRENT_VAR)
+    store: Literal["local", "azure-blob"] = Field(default="local", validation_alias=STORE_VAR)
+    blob_account_url: str | None = Field(default=None, validation_alias=BLOB_URL_VAR)
+    blob_connection_string: SecretStr | None = Field(default=None, validation_alias=BLOB_CONNECTION_VAR)
+    blob_container: str = Field(
+        default=DEFAULT_CONTAINER,
+        min_length=3,
+        max_length=63,
+        pattern=CONTAINER_PATTERN,
+        validation_alias=BLOB_CONTAINER_VAR,
+    )
     inbound: InboundAuthSettings = Field(default_factory=InboundAuthSettings, description="HTTP only")
     emulator: bool = False
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "blob_account_url")
     @classmethod
-    def _endpoint_is_a_project_url(cls, value: str) -> str:
+    def _service_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The project endpoint, or the storage account's blob endpoint (which must not carry a SAS token)."""
+        if value is None:
+            return None
         value = value.strip().rstrip("/")
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.netloc:
-            raise ValueError(
-                "must be an absolute URL such as https://<resource>.services.ai.azure.com/api/projects/<project>"
-            )
+            raise ValueError(f"must be an absolute URL such as {EXAMPLE_URLS[info.field_name or 'endpoint']}")
         if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("must use https (plain http is only allowed for a loopback emulator)")
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query string or fragment")
         return value
 
-    @field_validator("model_deployment", "image_deployment", mode="before")
+    @field_validator("model_deployment", "image_deployment", "blob_account_url", mode="before")
     @classmethod
     def _blank_name_is_unset(cls, value: Any) -> Any:
         """A blank deployment name (an empty flag) means: discover it, as an empty variable does."""
-        return (value.strip() or None) if isinstance(value, str) else value
+        return blank_is_unset(value)
+
+    @model_validator(mode="after")
+    def _one_storage_account(self) -> Settings:
+        """Azure Blob Storage is reached either with Entra ID (the account URL) or with a connection string."""
+        if self.store == "azure-blob" and (self.blob_account_url is None) == (self.blob_connection_string is None):
+            raise ValueError(f"{STORE_VAR}=azure-blob needs exactly one of {BLOB_URL_VAR} and {BLOB_CONNECTION_VAR}")
+        return self
 
     @field_validator("output_dir")
     @classmethod
@@ -258,7 +218,7 @@ class Settings(_EnvironSettings):
     @field_validator("trusted_url_hosts", mode="before")
     @classmethod
     def _host_list(cls, value: Any) -> Any:
-        return frozenset(host.lower() for host in _split(",", value)) if isinstance(value, str) else value
+        return frozenset(host.lower() for host in split_values(",", value)) if isinstance(value, str) else value
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -269,7 +229,7 @@ class Settings(_EnvironSettings):
         """
         given = {key: value for key, value in overrides.items() if value is not None}
         try:
-            with _reading(environ):
+            with reading(environ):
                 return cls(**given)
         except ValidationError as exc:
             raise _configuration_error(exc) from None

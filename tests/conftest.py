@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from azurite import Azurite, running_azurite
 from helpers import TokenEndpoint, emulator_running, finish_stopping, token_endpoint
 
 from mcp_server.emulator import RunningEmulator
@@ -61,3 +62,10 @@ def managed_identity(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenEndpoint]
         for name, value in identity.env.items():
             monkeypatch.setenv(name, value)
         yield identity
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's blob service, one per test process (skipped without Azurite; see tests/azurite.py)."""
+    with running_azurite() as running:
+        yield running

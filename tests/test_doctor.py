@@ -8,23 +8,35 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import socket
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from azure.storage.blob import AccountSasPermissions, BlobServiceClient, ResourceTypes, generate_account_sas
+from azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from helpers import token_endpoint
 
 from mcp_server.cli import main as cli
 from mcp_server.cli.doctor import diagnose
 from mcp_server.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
-CHECKS = ["configuration", "credentials", "endpoint", "deployments", "agent", "image deployment", "live generation"]
+CHECKS = [
+    "configuration",
+    "store",
+    "credentials",
+    "endpoint",
+    "deployments",
+    "agent",
+    "image deployment",
+    "live generation",
+]
 DISCOVERED = "image gpt-image-2 -> gpt-image-2 (discovered), orchestrator gpt-4.1 -> gpt-4.1 (discovered)"
 KEY = "doctor-key-5d1c9e"
 VERSIONS = "/agents/foundry-image-mcp/versions"
@@ -132,7 +144,7 @@ def test_all_checks_pass_with_an_api_key_and_a_second_run_reuses_the_agent_versi
         assert all(r.headers.get("api-key") == KEY for r in emu.state.requests)
     for run in (first, second):
         assert run.code == 0, run.stdout + run.stderr
-        assert run.results() == ["PASS"] * 6 + ["SKIP"], run.stdout
+        assert run.results() == ["PASS"] * 7 + ["SKIP"], run.stdout
         assert run.rows["live generation"].detail == "run with --live"
         assert run.rows["credentials"].detail == "api-key (from AZURE_AI_API_KEY)"
         assert KEY not in run.stdout + run.stderr
@@ -171,7 +183,7 @@ def test_live_generates_one_image_through_the_server_code_path(tmp_path: Path) -
         assert version.json["definition"]["model"] == "gpt-4.1"
         assert create.headers["x-ms-oai-image-generation-deployment"] == "gpt-image-2"
     assert run.code == 0, run.stdout + run.stderr
-    assert run.results() == ["PASS"] * 7, run.stdout
+    assert run.results() == ["PASS"] * 8, run.stdout
     live = run.rows["live generation"].detail
     assert live.startswith("1024x1024 PNG, ") and " KiB in " in live and "(response resp_" in live, live
     assert list((tmp_path / "out").iterdir()) == [], "the live image goes to a temporary store"
@@ -189,7 +201,7 @@ def test_entra_id_names_the_credential_that_produced_the_token(tmp_path: Path) -
             f"Bearer {identity.token}"
         }
     assert run.code == 0, run.stdout + run.stderr
-    assert run.results() == ["PASS"] * 6 + ["SKIP"], run.stdout
+    assert run.results() == ["PASS"] * 7 + ["SKIP"], run.stdout
     credentials = run.rows["credentials"].detail
     assert credentials == "entra-id: token for https://ai.azure.com/.default from ManagedIdentityCredential"
     assert "auth entra-id" in run.rows["configuration"].detail
@@ -204,7 +216,7 @@ def test_a_missing_endpoint_fails_first_and_names_the_variable(tmp_path: Path) -
     assert "AZURE_AI_PROJECT_ENDPOINT" in config.detail, config.detail
     assert "AZURE_AI_MODEL_DEPLOYMENT_NAME" not in config.detail, "the deployments are found, not required"
     assert "AZURE_AI_PROJECT_ENDPOINT" in config.fix and "found in the project" in config.fix
-    for check in CHECKS[1:6]:
+    for check in CHECKS[1:7]:
         assert run.rows[check] == Row("SKIP", "not run: configuration failed", ""), run.stdout
     assert run.rows["live generation"] == Row("SKIP", "run with --live", "")
     assert KEY not in run.stdout + run.stderr
@@ -216,10 +228,10 @@ def test_malformed_settings_are_a_configuration_failure(tmp_path: Path) -> None:
     config = run.rows["configuration"]
     assert config.result == "FAIL" and "must use https" in config.detail, run.stdout
     assert "Environment variables" in config.fix
-    assert run.results()[1:6] == ["SKIP"] * 5
+    assert run.results()[1:7] == ["SKIP"] * 6
 
 
-def test_an_output_directory_that_cannot_be_written_fails_configuration_but_the_rest_still_runs(
+def test_an_output_directory_that_cannot_be_written_fails_the_store_but_the_rest_still_runs(
     tmp_path: Path,
 ) -> None:
     blocker = tmp_path / "a-file"
@@ -227,10 +239,10 @@ def test_an_output_directory_that_cannot_be_written_fails_configuration_but_the_
     with start_emulator(EmulatorConfig()) as emu:
         run = doctor(environment(tmp_path, emu.endpoint, FOUNDRY_IMAGE_MCP_OUTPUT_DIR=str(blocker / "images")))
     assert run.code == 1
-    config = run.rows["configuration"]
-    assert config.result == "FAIL" and "not writable" in config.detail, run.stdout
-    assert "FOUNDRY_IMAGE_MCP_OUTPUT_DIR" in config.fix
-    assert run.results()[1:] == ["PASS"] * 5 + ["SKIP"], run.stdout
+    store = run.rows["store"]
+    assert store.result == "FAIL" and "not writable" in store.detail, run.stdout
+    assert "FOUNDRY_IMAGE_MCP_OUTPUT_DIR" in store.fix
+    assert run.results() == ["PASS", "FAIL"] + ["PASS"] * 5 + ["SKIP"], run.stdout
 
 
 def test_an_endpoint_nothing_listens_on_is_unreachable(tmp_path: Path) -> None:
@@ -241,7 +253,7 @@ def test_an_endpoint_nothing_listens_on_is_unreachable(tmp_path: Path) -> None:
     assert row.result == "FAIL" and row.detail.startswith(f"cannot reach {endpoint}"), run.stdout
     assert "ConnectError" in row.detail
     assert "AZURE_AI_PROJECT_ENDPOINT" in row.fix
-    assert run.results()[:2] == ["PASS", "PASS"]
+    assert run.results()[:3] == ["PASS"] * 3
     assert run.rows["deployments"] == Row("SKIP", "not run: endpoint failed", "")
     assert run.rows["agent"] == Row("SKIP", "not run: endpoint failed", "")
     assert run.rows["image deployment"] == Row("SKIP", "not run: endpoint failed", "")
@@ -271,7 +283,7 @@ def test_a_rejected_key_fails_the_endpoint_check_without_showing_any_key(tmp_pat
     row = run.rows["endpoint"]
     assert row.result == "FAIL" and "HTTP 401" in row.detail, run.stdout
     assert "AZURE_AI_API_KEY" in row.fix and "Azure AI User" in row.fix
-    assert run.results()[3:] == ["SKIP"] * 4
+    assert run.results()[4:] == ["SKIP"] * 4
     assert run.rows["live generation"].detail == "not run: endpoint failed"
     assert right not in run.stdout + run.stderr and wrong not in run.stdout + run.stderr
 
@@ -285,7 +297,7 @@ def test_an_unknown_image_deployment_fails_lists_the_project_and_names_the_varia
     assert row.result == "FAIL" and "'gpt-image-9'" in row.detail, run.stdout
     assert "gpt-image-2 -> gpt-image-2" in row.detail and "gpt-4.1 -> gpt-4.1" in row.detail
     assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in row.fix and "AZURE_AI_MODEL_DEPLOYMENT_NAME" not in row.fix
-    assert run.results()[:3] == ["PASS"] * 3
+    assert run.results()[:4] == ["PASS"] * 4
     for check in ("agent", "image deployment"):
         assert run.rows[check] == Row("SKIP", "not run: deployments failed", "")
 
@@ -321,7 +333,7 @@ def test_live_reports_a_missing_image_deployment_at_generation(tmp_path: Path) -
     assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in live.fix
     image = run.rows["image deployment"]
     assert image.result == "FAIL" and "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in image.fix
-    assert run.results()[:5] == ["PASS"] * 5
+    assert run.results()[:6] == ["PASS"] * 6
 
 
 def test_flags_override_the_environment_as_for_serve(tmp_path: Path) -> None:
@@ -393,7 +405,7 @@ def test_a_warning_passes_the_exit_status(tmp_path: Path) -> None:
         )
         run = doctor(env)
     assert run.code == 0, run.stdout + run.stderr
-    assert run.results() == ["PASS"] * 3 + ["WARN"] + ["PASS"] * 2 + ["SKIP"], run.stdout
+    assert run.results() == ["PASS"] * 4 + ["WARN"] + ["PASS"] * 2 + ["SKIP"], run.stdout
     row = run.rows["deployments"]
     assert "image gpt-image-2 -> model unknown (given)" in row.detail and "refused (HTTP 403)" in row.detail
     assert "All checks passed (1 with a warning)." in run.stdout
@@ -406,3 +418,71 @@ def test_a_refusing_deployments_api_without_names_fails_and_names_both_variables
     row = run.rows["deployments"]
     assert row.result == "FAIL" and "refused (HTTP 404" in row.detail, run.stdout
     assert "AZURE_AI_IMAGE_DEPLOYMENT_NAME" in row.fix and "AZURE_AI_MODEL_DEPLOYMENT_NAME" in row.fix
+
+
+# ------------------------------------------------------------------ the store in Azure Blob Storage (Azurite)
+
+
+def blob_environment(tmp_path: Path, endpoint: str, connection: str, container: str) -> dict[str, str]:
+    return environment(
+        tmp_path,
+        endpoint,
+        FOUNDRY_IMAGE_MCP_STORE="azure-blob",
+        FOUNDRY_IMAGE_MCP_BLOB_CONNECTION_STRING=connection,
+        FOUNDRY_IMAGE_MCP_BLOB_CONTAINER=container,
+    )
+
+
+def account_sas(resource_types: ResourceTypes, permission: AccountSasPermissions) -> str:
+    expiry = datetime.now(UTC) + timedelta(hours=1)
+    return generate_account_sas(ACCOUNT, ACCOUNT_KEY, resource_types, permission, expiry)
+
+
+def test_the_blob_store_check_writes_reads_lists_and_deletes_a_test_blob(tmp_path: Path, azurite: Azurite) -> None:
+    container = f"doctor-{secrets.token_hex(4)}"
+    with start_emulator(EmulatorConfig(accepted_api_keys=frozenset({KEY}))) as emu:
+        run = doctor(blob_environment(tmp_path, emu.endpoint, azurite.connection_string(), container))
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.results() == ["PASS"] * 7 + ["SKIP"], run.stdout
+    store = run.rows["store"]
+    assert store.detail.startswith(f"azure-blob {azurite.blob_endpoint}/{container}: wrote, read, listed and deleted")
+    assert f"store azure-blob (container {container})" in run.rows["configuration"].detail
+    assert ACCOUNT_KEY not in run.stdout + run.stderr
+    service = BlobServiceClient.from_connection_string(azurite.connection_string())
+    assert list(service.get_container_client(container).list_blobs()) == [], "created, and the test blob removed"
+
+
+FULL_BLOB_RIGHTS = AccountSasPermissions(read=True, write=True, delete=True, list=True, create=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "says", "fix"),
+    [
+        ("wrong key", "refused the credentials (HTTP 403", "Check the account key"),
+        ("no container rights", "may not create it", "Create the container FOUNDRY_IMAGE_MCP_BLOB_CONTAINER names"),
+        ("read only", "(HTTP 403 AuthorizationPermissionMismatch)", "Storage Blob Data Contributor role"),
+        ("nothing listening", "cannot reach the storage account", "FOUNDRY_IMAGE_MCP_BLOB_ACCOUNT_URL"),
+    ],
+)
+def test_a_refusing_blob_store_fails_with_its_fix_and_the_rest_still_runs(
+    tmp_path: Path, azurite: Azurite, case: str, says: str, fix: str
+) -> None:
+    objects = ResourceTypes(object=True)
+    connection = {
+        "wrong key": azurite.connection_string("A" * 86 + "=="),
+        "no container rights": f"BlobEndpoint={azurite.blob_endpoint};"
+        f"SharedAccessSignature={account_sas(objects, FULL_BLOB_RIGHTS)}",
+        "read only": f"BlobEndpoint={azurite.blob_endpoint};"
+        f"SharedAccessSignature={account_sas(objects, AccountSasPermissions(read=True, list=True))}",
+        "nothing listening": Azurite(port=1).connection_string(),
+    }[case]
+    container = f"doctor-{secrets.token_hex(4)}"
+    if case == "read only":
+        BlobServiceClient.from_connection_string(azurite.connection_string()).create_container(container)
+    with start_emulator(EmulatorConfig(accepted_api_keys=frozenset({KEY}))) as emu:
+        run = doctor(blob_environment(tmp_path, emu.endpoint, connection, container))
+    assert run.code == 1
+    store = run.rows["store"]
+    assert store.result == "FAIL" and says in store.detail and fix in store.fix, run.stdout
+    assert run.results() == ["PASS", "FAIL"] + ["PASS"] * 5 + ["SKIP"], run.stdout
+    assert "sig=" not in run.stdout + run.stderr and ACCOUNT_KEY not in run.stdout + run.stderr

@@ -179,6 +179,7 @@ def test_required_and_secret_flags_match_the_configuration() -> None:
     assert {name for name, variable in declared.items() if variable.get("isSecret")} == {
         "AZURE_AI_API_KEY",
         "FOUNDRY_IMAGE_MCP_AUTH_TOKENS",
+        "FOUNDRY_IMAGE_MCP_BLOB_CONNECTION_STRING",
     }
     assert declared["AZURE_AI_PROJECT_ENDPOINT"]["placeholder"]
     for variable in declared.values():

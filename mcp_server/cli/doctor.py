@@ -1,27 +1,27 @@
 """`foundry-image-mcp doctor`: check, in order, everything the server needs before a client connects.
 
-1. configuration     the settings load (environment + flags) and the output directory is writable;
-2. credentials       an API key is set, or a Microsoft Entra ID token can be had (naming the credential);
-3. endpoint          an authenticated `GET {endpoint}/agents/{agent}` gets an answer (a 404 is fine);
-4. deployments       the image and orchestrator deployments are found (or looked up) as the server does,
+1. configuration     the settings load (environment + flags);
+2. store             the image store takes a file: the output directory is writable, or (azure-blob) a test
+                     blob is written, read, listed and deleted in the container, as the server would;
+3. credentials       an API key is set, or a Microsoft Entra ID token can be had (naming the credential);
+4. endpoint          an authenticated `GET {endpoint}/agents/{agent}` gets an answer (a 404 is fine);
+5. deployments       the image and orchestrator deployments are found (or looked up) as the server does,
                      with their models; a retired image model fails, one retiring within 60 days warns;
-5. agent             the image agent version is found or created, exactly as the server does it;
-6. image deployment  that version carries the image deployment (and, with --live, the deployment made an image);
-7. live generation   with --live only: one real low-quality 1024x1024 image through `ImageService.generate`.
+6. agent             the image agent version is found or created, exactly as the server does it;
+7. image deployment  that version carries the image deployment (and, with --live, the deployment made an image);
+8. live generation   with --live only: one real low-quality 1024x1024 image through `ImageService.generate`.
 
 Every outcome is a row of the table printed to stdout; nothing ends in a traceback. The exit
 status is 0 only when every check passed (a WARN counts as passed), a live check skipped for want
 of `--live` aside. Secrets (the API key, tokens) never appear in the table. The checks against
-Foundry are in `doctor_foundry` and `doctor_deployments`, the table in `doctor_table`.
+Foundry are in `doctor_foundry` and `doctor_deployments`, the store's in `doctor_store`, the table in
+`doctor_table`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -35,6 +35,7 @@ from mcp_server.cli.doctor_foundry import (
     check_endpoint,
     check_live,
 )
+from mcp_server.cli.doctor_store import check_store
 from mcp_server.cli.doctor_table import (
     CHECKS,
     CONFIGURATION,
@@ -47,11 +48,12 @@ from mcp_server.cli.doctor_table import (
     SKIP,
     WARN,
     Row,
+    after,
     blocked,
     render,
     safe_url,
 )
-from mcp_server.config import API_KEY_VAR, OUTPUT_DIR_VAR, Settings
+from mcp_server.config import API_KEY_VAR, Settings
 from mcp_server.errors import AuthenticationError, ConfigurationError
 from mcp_server.foundry.agents import AgentRegistry
 from mcp_server.foundry.auth import ApiKeyAuth, EntraTokenAuth, default_credential
@@ -97,7 +99,7 @@ def diagnose(
     except ConfigurationError as exc:
         return [
             Row(CONFIGURATION, FAIL, exc.message, exc.hint or SETTINGS_FIX),
-            *blocked(CHECKS[1:], CONFIGURATION, live=live),
+            *blocked(after(CONFIGURATION), CONFIGURATION, live=live),
         ]
     rows = [_configuration(settings)]
     try:
@@ -111,43 +113,23 @@ def diagnose(
 
 
 def _configuration(settings: Settings) -> Row:
-    detail = (
+    store = "local" if settings.store == "local" else f"azure-blob (container {settings.blob_container})"
+    return Row(
+        CONFIGURATION,
+        PASS,
         f"endpoint {safe_url(settings.endpoint)}, agent {settings.agent_name}, "
         f"model deployment {settings.model_deployment or '(found in the project)'}, "
         f"image deployment {settings.image_deployment or '(found in the project)'}, "
-        f"auth {settings.auth_mode}, output dir {settings.output_dir}"
+        f"auth {settings.auth_mode}, output dir {settings.output_dir}, store {store}",
     )
-    problem = _unwritable(settings.output_dir)
-    if problem is not None:
-        return Row(
-            CONFIGURATION,
-            FAIL,
-            f"{detail}; the output directory is not writable: {problem}",
-            f"Set {OUTPUT_DIR_VAR} (or --output-dir) to a directory this user can write to.",
-        )
-    return Row(CONFIGURATION, PASS, detail + " (writable)")
-
-
-def _unwritable(directory: Path) -> str | None:
-    """Why `directory` cannot hold images (created if missing), or None when a file can be written there."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".doctor-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(b"foundry-image-mcp doctor\n")
-        finally:
-            os.unlink(name)
-    except OSError as exc:
-        return f"{exc.strerror or type(exc).__name__} ({exc.filename or directory})"
-    return None
 
 
 async def _remote_checks(settings: Settings, live: bool, rows: list[Row], today: date) -> None:
-    """Checks 2 to 7, appended to `rows` as they finish."""
+    """The checks after configuration, appended to `rows` as they finish."""
+    rows.append(await check_store(settings))
     auth = await _credentials(settings, rows)
     if auth is None:
-        rows.extend(blocked(CHECKS[2:], CREDENTIALS, live=live))
+        rows.extend(blocked(after(CREDENTIALS), CREDENTIALS, live=live))
         return
     client = build_client(
         settings.endpoint, auth, connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout
@@ -157,7 +139,7 @@ async def _remote_checks(settings: Settings, live: bool, rows: list[Row], today:
         probe = FoundryHttp(client, retry=PROBE_RETRY)
         rows.append(await check_endpoint(probe, settings))
         if rows[-1].result != PASS:
-            rows.extend(blocked(CHECKS[3:], ENDPOINT, live=live))
+            rows.extend(blocked(after(ENDPOINT), ENDPOINT, live=live))
             return
         resolver = DeploymentResolver(
             DeploymentsClient(http),
@@ -167,7 +149,7 @@ async def _remote_checks(settings: Settings, live: bool, rows: list[Row], today:
         row, resolved = await check_deployments(resolver, today)
         rows.append(row)
         if resolved is None:
-            rows.extend(blocked(CHECKS[4:], DEPLOYMENTS, live=live))
+            rows.extend(blocked(after(DEPLOYMENTS), DEPLOYMENTS, live=live))
             return
         registry = AgentRegistry(http, settings.agent_name, resolved.model_deployment)
         rows.extend(await check_agent_and_deployment(http, registry, resolved))

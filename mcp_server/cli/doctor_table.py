@@ -16,13 +16,14 @@ FAIL: Final = "FAIL"
 SKIP: Final = "SKIP"
 
 CONFIGURATION: Final = "configuration"
+STORE: Final = "store"
 CREDENTIALS: Final = "credentials"
 ENDPOINT: Final = "endpoint"
 DEPLOYMENTS: Final = "deployments"
 AGENT: Final = "agent"
 IMAGE_DEPLOYMENT: Final = "image deployment"
 LIVE: Final = "live generation"
-CHECKS: Final = (CONFIGURATION, CREDENTIALS, ENDPOINT, DEPLOYMENTS, AGENT, IMAGE_DEPLOYMENT, LIVE)
+CHECKS: Final = (CONFIGURATION, STORE, CREDENTIALS, ENDPOINT, DEPLOYMENTS, AGENT, IMAGE_DEPLOYMENT, LIVE)
 
 HEADERS: Final = ("check", "result", "detail", "fix")
 GAP: Final = "  "
@@ -40,6 +41,11 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.result in (PASS, WARN) or (self.result == SKIP and not self.blocked)
+
+
+def after(check: str) -> tuple[str, ...]:
+    """The checks that come after `check` in the table."""
+    return CHECKS[CHECKS.index(check) + 1 :]
 
 
 def blocked(checks: Iterable[str], by: str, *, live: bool) -> list[Row]:
