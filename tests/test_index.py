@@ -21,12 +21,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import mcp_server.images.indexscan
 from mcp_server.images.index import INDEX_NAME, ImageIndex, decode_cursor, encode_cursor
-from mcp_server.images.indexdb import SCHEMA_VERSION
+from mcp_server.images.indexdb import MAX_IDLE, SCHEMA_VERSION
 from mcp_server.images.indexscan import recorded_mtime, settled
 from mcp_server.images.records import ImageRecord, new_image_id, new_record
-from mcp_server.images.store import DiskFiles
+from mcp_server.images.store import DiskFiles, load_sidecar
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = datetime(2020, 1, 1, tzinfo=UTC)
@@ -216,11 +215,7 @@ def test_an_index_found_damaged_while_open_is_rebuilt(
     with (tmp_path / INDEX_NAME).open("r+b") as handle:
         handle.seek(4096)  # past the header page: the file opens, its tables do not read
         handle.write(os.urandom((tmp_path / INDEX_NAME).stat().st_size - 4096))
-    found: list[list[str]] = []
-    reader = threading.Thread(target=lambda: found.append(listed(index)))  # a new connection reads the pages
-    reader.start()
-    reader.join()
-    assert found == [newest_first(records)]
+    assert listed(index) == newest_first(records)  # the checkpoint made the connections read the file again
     assert "is unusable (database disk image is malformed)" in caplog.text
     assert listed(index) == newest_first(records) and index.get(records[0].image_id) == records[0]
 
@@ -263,13 +258,12 @@ def test_sync_catches_up_with_images_added_and_removed_behind_its_back(
         (tmp_path / f"{gone.image_id}.json").unlink()
         (tmp_path / gone.file_name).unlink()
     loaded: list[Path] = []
-    real_load = mcp_server.images.indexscan.load_sidecar
 
     def counting_load(root: Path, meta_path: Path) -> ImageRecord | None:
         loaded.append(meta_path)
-        return real_load(root, meta_path)
+        return load_sidecar(root, meta_path)
 
-    monkeypatch.setattr(mcp_server.images.indexscan, "load_sidecar", counting_load)
+    monkeypatch.setattr("mcp_server.images.indexscan.load_sidecar", counting_load)
     index.sync()
     assert sorted(p.stem for p in loaded) == sorted(r.image_id for r in added)  # only the new sidecars were read
     assert listed(index) == newest_first(records[2:] + added)
@@ -288,7 +282,7 @@ def test_sync_is_one_stat_when_the_directory_has_not_changed(
     def no_scan(path: Any) -> Any:
         raise AssertionError("scanned a directory that had not changed")
 
-    monkeypatch.setattr(mcp_server.images.indexscan.os, "scandir", no_scan)
+    monkeypatch.setattr(os, "scandir", no_scan)
     index.sync()
     assert listed(index) == newest_first(records)
     assert listed(open_index(opened, tmp_path)) == newest_first(records)  # another process trusts the record
@@ -342,11 +336,42 @@ def test_threads_list_and_add_at_once(tmp_path: Path, opened: list[ImageIndex]) 
     assert len(listed(index)) == 150
 
 
+def _open_index_files(root: Path) -> int:
+    """How many files this process holds open on the index of `root` (the file itself, not its WAL)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc to count open files")
+    target = str(root / INDEX_NAME)
+    found = 0
+    for fd in fds.iterdir():
+        try:
+            found += os.readlink(fd) == target
+        except OSError:
+            continue
+    return found
+
+
+def test_connections_do_not_pile_up_as_threads_come_and_go(tmp_path: Path, opened: list[ImageIndex]) -> None:
+    populate(tmp_path, 10)
+    index = open_index(opened, tmp_path)
+    for _ in range(3):
+        workers = [threading.Thread(target=lambda: listed(index)) for _ in range(12)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert 1 <= _open_index_files(tmp_path) <= MAX_IDLE
+    index.close()
+    assert _open_index_files(tmp_path) == 0
+    with pytest.raises(RuntimeError):
+        index.page(None, 10)
+
+
 CHILD = """
 import sys
 from pathlib import Path
 from mcp_server.images.index import ImageIndex
-from mcp_server.images.store import DiskFiles
+from mcp_server.images.store import DiskFiles, load_sidecar
 
 root = Path(sys.argv[1])
 files, index = DiskFiles(root), ImageIndex(root)

@@ -14,7 +14,7 @@ last id listed, so that images stored meanwhile are never skipped or repeated. T
 the number of images stored.
 
 Blocking (SQLite, the file system): call from worker threads. Several threads, and several processes, may share
-one index; each thread uses its own connection.
+one index; each operation uses a connection of its own.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ def decode_cursor(cursor: str) -> str:
     if not isinstance(last_id, str) or not IMAGE_ID_PATTERN.fullmatch(last_id) or encode_cursor(last_id) != cursor:
         raise ValueError("not a cursor of this image listing")
     return last_id
+
+
+class _Damaged(Exception):
+    """The index file was found damaged (and deleted) while it was brought up to date."""
 
 
 def _parse(raw: str) -> ImageRecord | None:
@@ -136,7 +140,9 @@ class ImageIndex:
             self.sync()
         if not self._exists():
             return [], None
-        records, more = self._run(lambda conn: self._fetch(conn, last_id, limit))
+        records, more, gone = self._run(lambda conn: self._fetch(conn, last_id, limit))
+        if gone:
+            self._forget(gone)
         return records, (encode_cursor(records[-1].image_id) if more and records else None)
 
     def sync(self) -> None:
@@ -153,17 +159,28 @@ class ImageIndex:
                 try:
                     self._bring_up_to_date()
                     return
-                except (sqlite3.Error, OSError) as exc:
-                    if attempt == 1 and isinstance(exc, sqlite3.Error) and damaged(exc):
-                        self._db.discard(exc)
+                except _Damaged:
+                    if attempt == 1:
                         continue
+                    logger.warning("The image index of %s was damaged again while it was rebuilt", self.root)
+                    return
+                except (sqlite3.Error, OSError) as exc:
                     logger.warning("Could not bring the image index of %s up to date (%s)", self.root, exc)
                     return
 
     def _bring_up_to_date(self) -> None:
         if self._db.replaced():
             logger.info("The image index of %s was replaced by another process; reopening it", self.root)
-        conn = self._db.get()
+        with self._db.connection() as conn:
+            try:
+                self._reconcile(conn)
+            except sqlite3.DatabaseError as exc:
+                if not damaged(exc):
+                    raise
+                self._db.discard(conn, exc)
+                raise _Damaged from exc
+
+    def _reconcile(self, conn: sqlite3.Connection) -> None:
         mtime = os.stat(self.root).st_mtime_ns
         if recorded_mtime(conn) == mtime:
             self._clean_mtime = mtime
@@ -179,9 +196,9 @@ class ImageIndex:
             record_mtime(conn, mtime)
             self._clean_mtime = mtime
 
-    def _fetch(self, conn: sqlite3.Connection, last_id: str, limit: int) -> tuple[list[ImageRecord], bool]:
-        """Up to `limit` records older than `last_id`, and whether more follow. Rows whose image file is gone are
-        skipped (and forgotten)."""
+    def _fetch(self, conn: sqlite3.Connection, last_id: str, limit: int) -> tuple[list[ImageRecord], bool, list[str]]:
+        """Up to `limit` records older than `last_id`, whether more follow, and the ids of rows skipped because
+        their image file is gone."""
         found: list[ImageRecord] = []
         gone: list[str] = []
         while len(found) <= limit:
@@ -199,9 +216,7 @@ class ImageIndex:
                     gone.append(image_id)
             if len(rows) < wanted:
                 break
-        if gone:
-            self._forget(gone)
-        return found[:limit], len(found) > limit
+        return found[:limit], len(found) > limit, gone
 
     def _forget(self, image_ids: list[str]) -> None:
         def delete(conn: sqlite3.Connection) -> None:
@@ -226,13 +241,15 @@ class ImageIndex:
         return True
 
     def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """`operation` on this thread's connection; when it finds the file damaged, again on a rebuilt index."""
-        try:
-            return operation(self._db.get())
-        except sqlite3.DatabaseError as exc:
-            if not damaged(exc):
-                raise
-            self._db.discard(exc)
+        """`operation` on a connection; when it finds the file damaged, again on the index rebuilt."""
+        with self._db.connection() as conn:
+            try:
+                return operation(conn)
+            except sqlite3.DatabaseError as exc:
+                if not damaged(exc):
+                    raise
+                self._db.discard(conn, exc)
         self._clean_mtime = None
         self.sync()
-        return operation(self._db.get())
+        with self._db.connection() as conn:
+            return operation(conn)

@@ -1,5 +1,5 @@
 """The SQLite file behind `ImageIndex` (`index.py`): opening it (WAL mode, a busy timeout), checking that it is an
-index of this schema version, replacing it when it is not or is damaged, and one connection per thread.
+index of this schema version, replacing it when it is not or is damaged, and a few connections to lend.
 
 Several threads and processes may use one file at once; SQLite's own locking orders them. A file this process
 cannot keep in the output directory (a read-only directory) is kept in a private temporary directory instead,
@@ -26,6 +26,8 @@ INDEX_NAME: Final = ".index.sqlite3"
 SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x46494D58  # "FIMX": this file is a foundry-image-mcp index
 BUSY_TIMEOUT_S: Final = 30.0
+MAX_IDLE: Final = 4
+"""Connections kept open between operations; each may hold up to 2 MiB of SQLite's page cache."""
 SCHEMA: Final = (
     "CREATE TABLE images (image_id TEXT PRIMARY KEY, record TEXT NOT NULL)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -107,19 +109,22 @@ def file_id(path: Path) -> tuple[int, int] | None:
 
 
 class Connections:
-    """One connection per thread to the index of `root`, opened on first use; a connection made before the file
-    was replaced (here or by another process) is closed and reopened by its thread on its next use."""
+    """Connections to the index of `root`, lent one per operation and kept for reuse (a few), opened on first use.
+    A connection made before the file was replaced (here or by another process) is closed rather than reused.
+
+    Not one per thread: worker threads come and go (anyio retires idle ones), and their connections would stay."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._open: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
+        self._generation_of: dict[sqlite3.Connection, int] = {}
+        """Every open connection, lent or idle, and the generation of the file it was opened on."""
         self._generation = 0
         self._path = root / INDEX_NAME
         self._private: Path | None = None
         self._file: tuple[int, int] | None = None
-        """The file this process's connections were opened on (None before, and once it was found damaged)."""
+        """The file the current connections are open on (None before, and once it was found damaged)."""
         self._opened = False
         self._closed = False
 
@@ -131,38 +136,30 @@ class Connections:
     def opened(self) -> bool:
         return self._opened
 
-    def get(self) -> sqlite3.Connection:
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.generation == self._generation:
-            return conn
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"the image index of {self.root} is closed")
-            if conn is not None:
-                self._open.remove(conn)
-                conn.close()
-                local.conn = None
-            conn = self._connect()
-            self._open.append(conn)
-            local.conn, local.generation = conn, self._generation
-            return conn
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        conn = self._take()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn)
 
     def replaced(self) -> bool:
         """Whether the file at the index's path is no longer the one this process opened (another process replaced
-        it, or deleted it); then every thread reconnects."""
+        it, or deleted it); then connections are opened anew."""
         if self._file is None or file_id(self._path) == self._file:
             return False
         with self._lock:
             self._generation += 1
+            self._file = None
         return True
 
-    def discard(self, exc: sqlite3.Error) -> None:
-        """This thread's connection found its file damaged: delete the file (unless it was replaced meanwhile), and
-        let every thread reconnect."""
+    def discard(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> None:
+        """`conn` found its file damaged: delete the file (unless that was done, or it was replaced, meanwhile), and
+        open connections anew."""
         with self._lock:
-            if getattr(self._local, "generation", None) != self._generation:
-                return  # another thread handled it, or this one never connected
+            if self._generation_of.get(conn) != self._generation:
+                return  # another operation handled it
             self._generation += 1
             if file_id(self._path) == self._file:
                 logger.warning(
@@ -172,14 +169,39 @@ class Connections:
             self._file = None
 
     def close(self) -> None:
+        """Close the idle connections now, and those lent when they come back."""
         with self._lock:
             self._closed = True
-            self._generation += 1
-            for conn in self._open:
-                conn.close()
-            self._open.clear()
+            for conn in self._idle:
+                self._close(conn)
+            self._idle.clear()
             if self._private is not None:
                 shutil.rmtree(self._private, ignore_errors=True)
+
+    def _take(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the image index of {self.root} is closed")
+            while self._idle:
+                conn = self._idle.pop()
+                if self._generation_of[conn] == self._generation:
+                    return conn
+                self._close(conn)
+            conn = self._connect()
+            self._generation_of[conn] = self._generation
+            return conn
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            stale = self._closed or self._generation_of[conn] != self._generation
+            if stale or len(self._idle) >= MAX_IDLE or conn.in_transaction:
+                self._close(conn)
+            else:
+                self._idle.append(conn)
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        del self._generation_of[conn]
+        conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         try:

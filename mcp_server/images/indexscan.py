@@ -50,6 +50,7 @@ def reconcile(conn: sqlite3.Connection, root: Path) -> int:
         return _add_new(conn, root) + _drop_vanished(conn, root)
     finally:
         conn.execute("DELETE FROM temp.seen")
+        conn.execute("PRAGMA shrink_memory")  # the names' pages need not stay cached
 
 
 def _collect_names(conn: sqlite3.Connection, root: Path) -> None:
