@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import anyio
 
 from mcp_server.emulator import EmulatorConfig, start_emulator
 
-from . import cold_start, memory, per_call, streaming, throughput
+from . import cold_start, listing, memory, per_call, streaming, throughput
 from .common import Figure, format_figure, format_machine, machine_info
 
 
@@ -30,6 +30,10 @@ class Plan:
     concurrency: int = 16
     memory_size: str = "1536x1024"
     throughput: dict[str, Any] = field(default_factory=dict[str, Any])
+    listing: int = 30
+    """Repetitions of each listing measurement (the baseline, which parses every sidecar, runs `listing_baseline`)."""
+    listing_images: int = 100_000
+    listing_baseline: int = 2
     smoke: bool = False
     """A smoke run proves each figure still runs: no warm-up launches, only the judged memory row."""
 
@@ -43,9 +47,12 @@ SMOKE = Plan(
     concurrency=4,
     memory_size="1024x1024",
     throughput={"clients": 2, "calls": 3, "latency": 0.2, "cap": 4},
+    listing=2,
+    listing_images=2_000,
+    listing_baseline=1,
     smoke=True,
 )
-FIGURES = ("cold_start", "per_call", "memory", "streaming", "throughput")
+FIGURES = ("cold_start", "per_call", "memory", "streaming", "throughput", "listing")
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -53,7 +60,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.repeat is None:
         return base
     n = args.repeat
-    return Plan(n, n, max(1, n // 5), n, base.concurrency, base.memory_size, base.throughput, base.smoke)
+    return replace(base, cold_start=n, per_call=n, memory=max(1, n // 5), streaming=n, listing=n)
 
 
 def _cold_start(plan: Plan) -> Figure:
@@ -72,6 +79,7 @@ def _runners(plan: Plan) -> dict[str, Callable[[], Figure]]:
         "memory": in_loop(lambda: memory.run(plan.memory, plan.concurrency, plan.memory_size, judged_only=plan.smoke)),
         "streaming": in_loop(lambda: streaming.run(plan.streaming)),
         "throughput": in_loop(lambda: throughput.run(**plan.throughput)),
+        "listing": lambda: listing.run(plan.listing, plan.listing_images, plan.listing_baseline),
     }
 
 

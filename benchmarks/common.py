@@ -171,5 +171,14 @@ def proc_status_kib(pid: int, key: str) -> int:
     raise LookupError(f"{key} not in /proc/{pid}/status")
 
 
+def reset_peak(pid: int) -> bool:
+    """Reset `VmHWM` of `pid` to its current RSS (`/proc/<pid>/clear_refs` ← 5); False where that is refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000.0

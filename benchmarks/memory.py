@@ -9,13 +9,12 @@ afterwards. The budget is idle + 3x the bytes of the N images returned.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import anyio
 
 from mcp_server.emulator import EmulatorConfig
 
-from .common import Figure, Row, Stats, proc_status_kib
+from .common import Figure, Row, Stats, proc_status_kib, reset_peak
 from .harness import generate, served
 
 TARGET_FACTOR = 3.0
@@ -23,20 +22,12 @@ MIB = 1024 * 1024
 PHOTO_GRAIN = 40
 
 
-def _reset_peak(pid: int) -> bool:
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 async def _one_run(concurrency: int, size: str, grain: int) -> tuple[float, float, int, bool]:
     """(idle bytes, peak bytes, image bytes in flight, whether the peak could be reset) for one fresh server."""
     async with served(EmulatorConfig(grain=grain)) as served_:
         await generate(served_.client, "warm-up: a quiet harbour", size)
         idle = proc_status_kib(served_.pid, "VmRSS") * 1024.0
-        reset = _reset_peak(served_.pid)
+        reset = reset_peak(served_.pid)
         sizes: list[int] = []
 
         async def one(index: int) -> None:

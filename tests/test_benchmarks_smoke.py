@@ -20,6 +20,7 @@ FIGURES = {
     "memory": "3. Memory",
     "streaming": "4. Streaming",
     "throughput": "5. Throughput under load",
+    "listing": "6. Listing",
 }
 
 
