@@ -75,6 +75,15 @@ class BlobBackend:
             store = self._stores[prefix] = BlobImageStore(self._access, prefix)
         return store
 
+    async def prefixes(self) -> list[str]:
+        """The principal prefixes that hold anything (their images or in-flight records), for resuming."""
+
+        async def walk() -> list[str]:
+            names = [item.name async for item in self._access.container.walk_blobs(delimiter="/")]
+            return [name.rstrip("/") for name in names if name.endswith("/") and name != PROBE_FOLDER]
+
+        return await self._access.read(walk)
+
     async def prepare(self) -> None:
         """Create the container if it is missing (and allowed); otherwise the first write does."""
         if self._access.create_container:

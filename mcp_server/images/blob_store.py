@@ -71,6 +71,10 @@ class BlobImageStore:
     def inflight(self) -> BlobInFlight:
         return self._inflight
 
+    @property
+    def directory(self) -> Path | None:
+        return None  # nothing of this store is a file on this machine
+
     def path_of(self, record: ImageRecord) -> Path | None:
         return None
 

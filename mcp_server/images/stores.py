@@ -8,18 +8,25 @@ inputs all go through that principal's store, so nobody sees another's images.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import get_access_token
 
+from mcp_server.config import Settings
 from mcp_server.errors import AuthenticationError
 from mcp_server.images.base import ImageStore
+from mcp_server.images.blob import SHARED_PREFIX
 from mcp_server.images.local import LocalStore
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import AccessToken
+
+    from mcp_server.images.blob import BlobBackend
+
+logger = logging.getLogger(__name__)
 
 
 def principal_of(token: AccessToken | None) -> str | None:
@@ -71,6 +78,36 @@ class LocalBackend:
     async def aclose(self) -> None:
         for store in self._open:
             store.close()
+
+
+class BlobStores:
+    """A Blob Storage container: the shared store is the `shared` prefix, a principal's its `p-<hash>` prefix."""
+
+    def __init__(self, backend: BlobBackend) -> None:
+        self.backend = backend
+
+    def store_for(self, name: str) -> ImageStore:
+        return self.backend.store_for(name or SHARED_PREFIX)
+
+    async def names(self) -> list[str]:
+        try:
+            found = await self.backend.prefixes()
+        except OSError as exc:  # unreachable now: resumed at the next rescan
+            logger.warning("Could not list the stores in %s: %s", self.backend.url, exc)
+            return [""]
+        return ["", *sorted(name for name in found if name != SHARED_PREFIX)]
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+
+def open_stores(settings: Settings, *, isolated: bool) -> Stores:
+    """The stores `settings` choose: the output directory (the default), or Azure Blob Storage."""
+    if settings.store == "azure-blob":
+        from mcp_server.images.blob import open_backend
+
+        return Stores(BlobStores(open_backend(settings)), isolated=isolated)
+    return Stores(LocalBackend(settings.output_dir), isolated=isolated)
 
 
 class Stores:

@@ -18,7 +18,7 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field, ValidationError
 
-from mcp_server.errors import FoundryImageError, InternalError, InvalidInputError
+from mcp_server.errors import FoundryImageError, InternalError, InvalidInputError, StorageError
 from mcp_server.images.base import ImageStore
 from mcp_server.images.records import ImageRecord
 from mcp_server.service.calls import GeneratedImage
@@ -187,9 +187,16 @@ def invalid_arguments(tool: str, error: ValidationError) -> InvalidInputError:
     )
 
 
-def unexpected_failure(tool: str, error: Exception) -> InternalError:
-    """A defect: logged with its traceback on stderr, reported without it."""
+def unexpected_failure(tool: str, error: Exception) -> FoundryImageError:
+    """A defect: logged with its traceback on stderr, reported without it. An image store that could not be read
+    (a disk error, a storage account that refused) is reported as `storage`, not as a defect."""
     cause = error.__cause__ or error
+    if isinstance(cause, OSError):
+        logger.warning("%s could not use the image store: %s", tool, cause)
+        return StorageError(
+            f"{tool} could not use the image store: {cause.strerror or cause}.",
+            hint="Check the output directory (or the storage account's role assignment and network), then try again.",
+        )
     logger.error("%s failed unexpectedly", tool, exc_info=cause)
     return InternalError(
         f"{tool} failed because of a defect in this server ({type(cause).__name__}).",

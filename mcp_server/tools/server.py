@@ -36,7 +36,7 @@ from mcp_server.foundry.runs import RunSettings
 from mcp_server.images.held import HeldImages
 from mcp_server.images.partials import PARTIAL_PREFIX, PARTIAL_TEMPLATE, PartialPreviews
 from mcp_server.images.records import URI_TEMPLATE, ImageRecord, image_id_from_uri
-from mcp_server.images.stores import LocalBackend, Stores
+from mcp_server.images.stores import Stores, open_stores
 from mcp_server.inputs import UrlFetcher
 from mcp_server.service.background import BackgroundJobs
 from mcp_server.service.deployments import DeploymentResolver
@@ -185,7 +185,7 @@ def build_server(
     gets its own image store. `retry` replaces the default retry policy (tests pass short delays), and
     `rescan_sleep` the wait between looks at orphaned records and images the disk refused."""
     check_sdk_once()
-    stores = Stores(LocalBackend(settings.output_dir), isolated=inbound is not None)
+    stores = open_stores(settings, isolated=inbound is not None)
     partials = PartialPreviews()
     held = HeldImages()
     server = ImageServer(
