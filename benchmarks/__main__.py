@@ -48,7 +48,7 @@ SMOKE = Plan(
     memory_size="1024x1024",
     throughput={"clients": 2, "calls": 3, "latency": 0.2, "cap": 4},
     listing=2,
-    listing_images=2_000,
+    listing_images=500,
     listing_baseline=1,
     smoke=True,
 )

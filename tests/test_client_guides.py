@@ -171,6 +171,8 @@ def shell_commands(text: str) -> Iterator[tuple[str, list[str]]]:
         for line in block.replace("\\\n", " ").splitlines():
             for command in line.split("&&"):
                 words = shlex.split(command, comments=True)
+                if words[-1:] == ["&"]:
+                    words.pop()  # run in the background
                 while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
                     words.pop(0)  # VAR=value prefixes
                 if words[:1] == ["uvx"]:

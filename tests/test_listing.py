@@ -93,8 +93,8 @@ async def test_an_empty_store_lists_one_empty_page(tmp_path: Path) -> None:
     assert result.resources == [] and result.next_cursor is None
 
 
-LISTED_OVER_HTTP = int(os.environ.get("FOUNDRY_IMAGE_MCP_TEST_LISTED_IMAGES", "1500"))
-"""How many images the HTTP listing test stores: 1,500 in the suite; 100,000 for the figure in benchmarks/README."""
+LISTED_OVER_HTTP = int(os.environ.get("FOUNDRY_IMAGE_MCP_TEST_LISTED_IMAGES", "1000"))
+"""How many images the HTTP listing test stores: 1,000 in the suite; 100,000 for the figure in benchmarks/README."""
 
 
 @pytest.mark.parametrize("mode", MODES)
