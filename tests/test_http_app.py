@@ -73,3 +73,28 @@ def test_dns_rebinding_protection_allows_loopback_and_the_bound_host() -> None:
     assert {"192.0.2.10:*", "images.example.com:*"} <= set(public.hosts)
     assert "0.0.0.0:*" not in allow_list(HttpOptions(host="0.0.0.0")).hosts
     assert "[2001:db8::5]:*" in allow_list(HttpOptions(host="2001:db8::5")).hosts
+
+
+@pytest.mark.anyio
+async def test_accepted_connections_have_tcp_nodelay() -> None:
+    """Issue 16: a listening socket made with protocol 0 gave accepted connections Nagle's algorithm, and every
+    request of the 2026-07-28 protocol waited ~40 ms for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from mcp_server.http.app import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    seen: list[int] = []
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        while not seen:
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert seen == [1]
