@@ -15,7 +15,7 @@ import anyio
 
 from mcp_server.emulator import EmulatorConfig, start_emulator
 
-from . import cold_start, listing, memory, per_call, streaming, throughput
+from . import blob_listing, cold_start, listing, memory, per_call, replicas, streaming, throughput
 from .common import Figure, format_figure, format_machine, machine_info
 
 
@@ -34,11 +34,16 @@ class Plan:
     """Repetitions of each listing measurement (the baseline, which parses every sidecar, runs `listing_baseline`)."""
     listing_images: int = 100_000
     listing_baseline: int = 2
+    blob_images: int = 10_000
+    """Images in the container of the blob listing figure (timed `listing` times each)."""
+    replicas: dict[str, Any] = field(default_factory=dict[str, Any])
+    """The load of the two-replica figure (figure 5's parameters)."""
     smoke: bool = False
     """A smoke run proves each figure still runs: no warm-up launches, only the judged memory row."""
 
 
 DEFAULT = Plan(cold_start=15, per_call=30, memory=3, streaming=10)
+SMOKE_LOAD: dict[str, Any] = {"clients": 2, "calls": 3, "latency": 0.2, "cap": 4}
 SMOKE = Plan(
     cold_start=2,
     per_call=2,
@@ -46,13 +51,15 @@ SMOKE = Plan(
     streaming=1,
     concurrency=4,
     memory_size="1024x1024",
-    throughput={"clients": 2, "calls": 3, "latency": 0.2, "cap": 4},
+    throughput=SMOKE_LOAD,
     listing=2,
     listing_images=500,
     listing_baseline=1,
+    blob_images=300,
+    replicas=SMOKE_LOAD,
     smoke=True,
 )
-FIGURES = ("cold_start", "per_call", "memory", "streaming", "throughput", "listing")
+FIGURES = ("cold_start", "per_call", "memory", "streaming", "throughput", "listing", "blob_listing", "replicas")
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -80,6 +87,8 @@ def _runners(plan: Plan) -> dict[str, Callable[[], Figure]]:
         "streaming": in_loop(lambda: streaming.run(plan.streaming)),
         "throughput": in_loop(lambda: throughput.run(**plan.throughput)),
         "listing": lambda: listing.run(plan.listing, plan.listing_images, plan.listing_baseline),
+        "blob_listing": in_loop(lambda: blob_listing.run(plan.listing, plan.blob_images)),
+        "replicas": in_loop(lambda: replicas.run(**plan.replicas)),
     }
 
 

@@ -171,6 +171,12 @@ def proc_status_kib(pid: int, key: str) -> int:
     raise LookupError(f"{key} not in /proc/{pid}/status")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far, all its threads (`/proc/<pid>/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak(pid: int) -> bool:
     """Reset `VmHWM` of `pid` to its current RSS (`/proc/<pid>/clear_refs` ← 5); False where that is refused."""
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_server.images.index import ImageIndex
-from mcp_server.images.records import new_record
+from mcp_server.images.records import ImageRecord, new_record
 from mcp_server.images.store import DiskFiles
 
 from .common import PROJECT_ROOT, Figure, Row, Stats, ms, proc_status_kib, reset_peak
@@ -41,20 +41,22 @@ PAGE = 100
 DEEP_PAGE = 500
 START = datetime(2025, 1, 1, tzinfo=UTC)
 TINY_IMAGE = b"\x89PNG"
-TEMPLATE = new_record(
-    b"",
-    output_format="png",
-    width=1024,
-    height=1024,
-    metadata={
-        "prompt": "a lighthouse on a cliff at dusk, oil painting, warm light on the rocks, gulls over the water",
-        "revised_prompt": "An oil painting of a white lighthouse on a rugged cliff at dusk: warm orange light on the "
-        "rocks, a calm sea below, gulls circling, loose visible brushstrokes.",
-        "options": {"size": "1024x1024", "quality": "medium", "output_format": "png", "background": "auto"},
-        "response_id": "resp_0123456789abcdef0123456789abcdef",
-    },
-    image_id="img-20250101-000000-00000000",
-).model_dump(mode="json")
+METADATA: dict[str, Any] = {
+    "prompt": "a lighthouse on a cliff at dusk, oil painting, warm light on the rocks, gulls over the water",
+    "revised_prompt": "An oil painting of a white lighthouse on a rugged cliff at dusk: warm orange light on the "
+    "rocks, a calm sea below, gulls circling, loose visible brushstrokes.",
+    "options": {"size": "1024x1024", "quality": "medium", "output_format": "png", "background": "auto"},
+    "response_id": "resp_0123456789abcdef0123456789abcdef",
+}
+"""A realistic record's metadata: every stored image of the listing figures carries it."""
+
+
+def sample_record(image: str, data: bytes = b"") -> ImageRecord:
+    """The record of a 1024x1024 PNG stored under `image` with `METADATA`."""
+    return new_record(data, output_format="png", width=1024, height=1024, metadata=METADATA, image_id=image)
+
+
+TEMPLATE = sample_record("img-20250101-000000-00000000").model_dump(mode="json")
 
 
 def image_id(n: int) -> str:

@@ -1,5 +1,6 @@
 """Azurite, the Azure Storage emulator (npm package `azurite`, pinned to AZURITE_VERSION), for the tests of the
-Azure Blob Storage store: its blob service alone, in memory, on a free loopback port, without telemetry.
+Azure Blob Storage store: its blob service alone, in memory, on a free loopback port, without telemetry. It is
+started by `benchmarks/azurite.py`, which the figures of the blob store share.
 
 The executable is `$AZURITE`, else `node_modules/.bin/azurite-blob` (or `azurite`) in the project root, else
 one on PATH; install it with `npm install --no-save azurite@3.37.0`. Without it the tests that need it are
@@ -9,53 +10,26 @@ skipped, unless FOUNDRY_IMAGE_MCP_REQUIRE_AZURITE=1 (as `.ci/run` sets): then th
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Final
 
 import pytest
 
+from benchmarks.azurite import (
+    ACCOUNT,
+    ACCOUNT_KEY,
+    AZURITE_VERSION,
+    Azurite,
+    AzuriteUnavailable,
+    azurite_running,
+)
+
+__all__ = ["ACCOUNT", "ACCOUNT_KEY", "AZURITE_VERSION", "ROOT", "Azurite", "running_azurite"]
+
 ROOT = Path(__file__).resolve().parents[1]
-AZURITE_VERSION: Final = "3.37.0"
 REQUIRE_VAR: Final = "FOUNDRY_IMAGE_MCP_REQUIRE_AZURITE"
-ACCOUNT: Final = "devstoreaccount1"
-ACCOUNT_KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-"""Azurite's well-known development account key (public, the same for every Azurite)."""
-START_TIMEOUT: Final = 30.0
-
-
-@dataclass(frozen=True)
-class Azurite:
-    port: int
-
-    @property
-    def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
-
-    def connection_string(self, key: str = ACCOUNT_KEY) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};BlobEndpoint={self.blob_endpoint};"
-        )
-
-
-def find_executable() -> str | None:
-    """`$AZURITE`, else the project's node_modules, else PATH; the blob service alone when there is one."""
-    given = os.environ.get("AZURITE")
-    if given:
-        sibling = Path(given).with_name("azurite-blob")
-        return str(sibling) if Path(given).name == "azurite" and sibling.is_file() else given
-    for name in ("azurite-blob", "azurite"):
-        local = ROOT / "node_modules" / ".bin" / name
-        if local.is_file():
-            return str(local)
-    return shutil.which("azurite-blob") or shutil.which("azurite")
 
 
 def unavailable(reason: str) -> None:
@@ -65,56 +39,13 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"{reason}; install it with `npm install --no-save azurite@{AZURITE_VERSION}` or set AZURITE")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def command(executable: str, port: int) -> list[str]:
-    args = [executable, "--inMemoryPersistence", "--silent", "--disableTelemetry", "--skipApiVersionCheck"]
-    args += ["--blobHost", "127.0.0.1", "--blobPort", str(port)]
-    if Path(executable).name == "azurite":  # the full emulator: keep its queue and table services off shared ports
-        args += ["--queueHost", "127.0.0.1", "--queuePort", str(free_port())]
-        args += ["--tableHost", "127.0.0.1", "--tablePort", str(free_port())]
-    return args
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextmanager
 def running_azurite() -> Iterator[Azurite]:
     """Azurite's blob service on a free loopback port until the block ends (skips or fails without it)."""
-    executable = find_executable()
-    if executable is None:
-        unavailable("Azurite is not installed")
-        raise AssertionError("unreachable")
-    with tempfile.TemporaryDirectory(prefix="azurite-") as workdir:
-        port = free_port()
-        log = Path(workdir) / "azurite.log"
+    with ExitStack() as stack:
         try:
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    command(executable, port), cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-                )
-        except OSError as exc:
-            unavailable(f"Azurite ({executable}) cannot be run: {exc.strerror or exc}")
+            running = stack.enter_context(azurite_running())
+        except AzuriteUnavailable as exc:
+            unavailable(str(exc))
             raise
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not _listening(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    unavailable(f"Azurite did not start: {log.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.05)
-            yield Azurite(port)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        yield running

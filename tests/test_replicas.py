@@ -25,28 +25,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import BlobResourceContents
 
+from benchmarks.http_load import Alternating
 from mcp_server.emulator import EmulatorConfig, RunningEmulator
 
 pytestmark = pytest.mark.anyio
 LOW = {"quality": "low", "size": "1024x1024"}
-
-
-class Alternating(httpx2.AsyncBaseTransport):
-    """Sends each request to the next replica in turn, as a load balancer without affinity would."""
-
-    def __init__(self, ports: list[int]) -> None:
-        self.ports = ports
-        self.sent_to: list[int] = []
-        self._inner = httpx2.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        port = self.ports[len(self.sent_to) % len(self.ports)]
-        self.sent_to.append(port)
-        request.url = request.url.copy_with(port=port)
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 @asynccontextmanager
