@@ -335,11 +335,22 @@
     }
   }
 
-  $("refine-form").addEventListener("submit", (event) => {
-    event.preventDefault();
+  // Sandboxed frames may not submit forms (no allow-forms), so the box is not a <form>: a button and Enter.
+  function refine() {
     const prompt = $("refine").value.trim();
-    if (!prompt) return;
+    if (!prompt) {
+      setStatus("Describe the change first.", true);
+      $("refine").focus();
+      return;
+    }
     runEdit(prompt, null);
+  }
+  $("refine-go").addEventListener("click", refine);
+  $("refine").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      refine();
+    }
   });
 
   $("mask-go").addEventListener("click", () => {
