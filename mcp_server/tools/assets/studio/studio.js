@@ -83,6 +83,7 @@
     if (!state.lineage.length) state.input = args;
     state.busy += 1;
     state.frames = [];
+    $("studio").setAttribute("aria-busy", "true");
     showPrompt(args.prompt);
     $("empty").hidden = true;
     $("forming").hidden = true;
@@ -92,6 +93,7 @@
 
   function finishBusy(text, error) {
     state.busy = 0;
+    $("studio").removeAttribute("aria-busy");
     setStatus(text, error);
     setTools(true);
   }
