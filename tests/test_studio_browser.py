@@ -359,8 +359,9 @@ def test_dark_theme_narrow_frame_and_keyboard(browser: BrowserThread, studio: St
             not_blank(session.shot("9-dark-narrow"))
             unlabelled = view.evaluate(
                 """() => [...document.querySelectorAll('input, button, select, canvas, a')].filter(e => {
-                       const name = e.getAttribute('aria-label') || (e.labels && e.labels.length && e.labels[0].textContent)
-                         || e.textContent.trim() || e.getAttribute('aria-labelledby');
+                       const labelled = e.labels && e.labels.length && e.labels[0].textContent;
+                       const name = e.getAttribute('aria-label') || labelled || e.textContent.trim()
+                         || e.getAttribute('aria-labelledby');
                        return !name; }).map(e => e.id || e.outerHTML.slice(0, 60))"""
             )
             assert unlabelled == []
@@ -391,7 +392,8 @@ def test_the_studio_asks_for_the_token_and_sends_it_with_every_request(
                 assert session.page.locator("#generate-form").is_hidden()
                 session.page.fill("#token", "not-the-token-at-all-0000")
                 session.page.click("#token-form button")
-                session.page.wait_for_function("() => /refused/.test(document.getElementById('host-status').textContent)")
+                refused = "() => /refused/.test(document.getElementById('host-status').textContent)"
+                session.page.wait_for_function(refused)
                 session.shot("10-token")
                 session.page.fill("#token", TOKEN)
                 session.page.click("#token-form button")
