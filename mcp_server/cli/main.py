@@ -71,7 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
 
-    demo = sub.add_parser("demo", help="generate an image end to end against the emulator; no Azure needed")
+    _add_demo(sub.add_parser("demo", help="generate an image end to end against the emulator; no Azure needed"))
+
+    doctor = sub.add_parser(
+        "doctor", help="check configuration, credentials, endpoint, deployments, agent and image deployment"
+    )
+    doctor.add_argument("--live", action="store_true", help="also generate one low-quality image (costs one call)")
+    _add_config_flags(doctor)
+    doctor.add_argument("--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper)
+    return parser
+
+
+def _add_demo(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("prompt", nargs="?", default=None, help="what to draw")
     demo.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
     demo.add_argument(
@@ -81,14 +92,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--port", type=int, default=0, help="with --open: port to bind (default 0, a free one)")
     demo.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
-
-    doctor = sub.add_parser(
-        "doctor", help="check configuration, credentials, endpoint, deployments, agent and image deployment"
-    )
-    doctor.add_argument("--live", action="store_true", help="also generate one low-quality image (costs one call)")
-    _add_config_flags(doctor)
-    doctor.add_argument("--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper)
-    return parser
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

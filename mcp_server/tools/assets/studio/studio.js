@@ -264,6 +264,7 @@
     const ready = Boolean(parent && parent.src) && !state.zoomed;
     $("compare").hidden = !ready;
     $("before").hidden = !ready;
+    $("divider").hidden = !ready;
     if (ready) {
       $("before").src = parent.src;
       $("before").alt = `Before: ${(parent.structured && parent.structured.revised_prompt) || "the earlier image"}`;
@@ -274,6 +275,7 @@
   function moveSlider() {
     const value = Number($("slider").value);
     $("before").style.clipPath = `inset(0 ${100 - value}% 0 0)`;
+    $("divider").style.left = `${value}%`;
     $("slider").setAttribute("aria-valuetext", `Before on the left ${value}%, after on the right`);
   }
 
