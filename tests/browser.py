@@ -53,8 +53,8 @@ class BrowserThread:
         self._jobs: queue.Queue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.Queue()
         self._started: Future[None] = Future()
         self._thread = threading.Thread(target=self._main, name="chromium", daemon=True)
+        # Started, not awaited: chromium starts while the caller starts its server; `run` waits for it.
         self._thread.start()
-        self._started.result(timeout=60)
 
     def _main(self) -> None:
         try:
@@ -80,6 +80,7 @@ class BrowserThread:
                 future.set_exception(exc)
 
     def run(self, function: Callable[[Any], T], timeout: float = 60) -> T:
+        self._started.result(timeout=60)
         future: Future[T] = Future()
         self._jobs.put((function, future))
         return future.result(timeout=timeout)
