@@ -383,6 +383,11 @@ def test_dark_theme_narrow_frame_and_keyboard(browser: BrowserThread, studio: St
             assert view.evaluate("document.documentElement.dataset.theme") == "dark"
             assert luminance(session, view) < 0.2 and luminance(session, session.page) < 0.2
             assert view.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+            # ui/notifications/size-changed: the host sized the frame to the view's content.
+            content = view.evaluate("document.getElementById('studio').getBoundingClientRect().height")
+            session.page.wait_for_function(
+                "h => Math.abs(document.querySelector('iframe').clientHeight - h) <= 4", arg=content
+            )
             assert box_ratio(session, "#image") == pytest.approx(1024 / 1536, rel=0.02)
             not_blank(session.shot("9-dark-narrow"))
             unlabelled = view.evaluate(

@@ -540,8 +540,9 @@
 
   let reported = "";
   const observer = new ResizeObserver(() => {
-    const box = document.documentElement.getBoundingClientRect();
-    const size = { width: Math.ceil(box.width), height: Math.ceil(document.documentElement.scrollHeight) };
+    // The content's own size (not the frame's): the host sizes the frame to it.
+    const box = $("studio").getBoundingClientRect();
+    const size = { width: Math.ceil(box.width), height: Math.ceil(box.height) };
     const key = `${size.width}x${size.height}`;
     if (key !== reported) {
       reported = key;
@@ -559,7 +560,7 @@
       applyContext(result.hostContext || {});
       notify("ui/notifications/initialized", {});
       setStatus(`Connected to ${(result.hostInfo && result.hostInfo.name) || "the host"}.`);
-      observer.observe(document.documentElement);
+      observer.observe($("studio"));
     } catch (error) {
       setStatus(`The host did not answer ui/initialize: ${error.message}`, true);
     }
