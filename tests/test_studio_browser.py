@@ -343,6 +343,7 @@ def test_a_painted_mask_reaches_foundry_as_exactly_the_transparent_pixels(
             return data_url_bytes(painted_url)
 
     overlay = Image.open(io.BytesIO(browser.run(scenario))).getchannel("A")
+    assert overlay.getbbox() is not None, "the painted overlay is not blank"
     posts = [r for r in studio.emulator.state.requests if r.path.endswith("/openai/v1/responses") and r.json]
     (tool,) = posts[-1].json["tools"]
     mask = Image.open(io.BytesIO(studio.emulator.state.files[tool["input_image_mask"]["file_id"]][1]))
@@ -404,6 +405,15 @@ def test_dark_theme_narrow_frame_and_keyboard(browser: BrowserThread, studio: St
             view.locator("#refine").focus()
             session.page.keyboard.press("Tab")
             assert view.evaluate("document.activeElement.id") == "refine-go"
+            # Painting with the keyboard: the canvas takes the focus, Space paints, Shift+arrows stroke.
+            view.locator("#paint-toggle").click()
+            assert view.evaluate("document.activeElement.id") == "mask"
+            assert view.locator("#mask-go").is_disabled()
+            for key in ("Space", "Shift+ArrowRight", "Shift+ArrowDown"):
+                session.page.keyboard.press(key)
+            assert view.locator("#mask-go").is_enabled()
+            session.page.keyboard.press("Escape")
+            assert view.evaluate("document.activeElement.id") == "paint-toggle"
             session.page.select_option("#theme", "light")
             view.wait_for_function("() => document.documentElement.dataset.theme === 'light'")
             assert luminance(session, view) > 0.8
