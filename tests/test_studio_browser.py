@@ -25,7 +25,7 @@ from PIL import Image, ImageChops
 from mcp_server.emulator import EmulatorConfig, RunningEmulator
 
 VIEWPORT = {"width": 1000, "height": 1500}
-PARTIAL_INTERVAL = 0.6
+PARTIAL_INTERVAL = 1.0
 """Seconds between the emulator's partial images: long enough to see (and photograph) each one."""
 TOKEN = "studio-browser-token-0123456789"
 RECORDER = """
@@ -154,6 +154,8 @@ class Session:
         )
 
     def shot(self, name: str) -> Image.Image:
+        # The view renders in a frame of its own process: let it paint what its DOM holds before the capture.
+        self.view.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         path = self.shots / f"studio-{name}.png"
         self.page.screenshot(path=str(path))
         return Image.open(path).convert("RGB")
@@ -204,9 +206,11 @@ def test_partials_then_the_final_image_with_its_details_zoom_and_download(
             session.generate("a red kite over a harbour at dawn", size="1536x1024", partials=2)
             view = session.view
             view.wait_for_selector("#forming:not([hidden])", timeout=15000)
+            forming = session.shot("1-partial")
+            assert "final" not in view.evaluate("window.seen"), "the screenshot shows the picture forming"
             assert session.text("#partial-caption") in ("Partial image 1 of 2", "Partial image 2 of 2")
+            not_blank(forming)
             not_blank(session.element_shot("#partial"))
-            session.shot("1-partial")
             session.finished()
             seen = view.evaluate("window.seen")
             assert seen[:3] == ["Partial image 1 of 2", "Partial image 2 of 2", "final"], seen
