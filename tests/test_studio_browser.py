@@ -155,7 +155,8 @@ class Session:
 
     def shot(self, name: str) -> Image.Image:
         # The view renders in a frame of its own process: let it paint what its DOM holds before the capture.
-        self.view.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        if self.page.locator("iframe").count():
+            self.view.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         path = self.shots / f"studio-{name}.png"
         self.page.screenshot(path=str(path))
         return Image.open(path).convert("RGB")
