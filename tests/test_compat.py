@@ -201,3 +201,14 @@ def test_the_installed_mcp_sdk_routes_resources_list_through_the_overridden_hand
     assert "_handle_list_resources" in inspect.getsource(MCPServer.__init__)
     parameters = list(inspect.signature(MCPServer._handle_list_resources).parameters)
     assert parameters == ["self", "ctx", "params"]
+
+
+# ---------------------------------------------------------------- mcp: MCPServer._handle_list_tools
+
+
+def test_the_installed_mcp_sdk_routes_tools_list_through_the_overridden_handler() -> None:
+    """`ImageServer` hides the tools' `_meta.ui` from clients without MCP Apps by overriding
+    `MCPServer._handle_list_tools(ctx, params)`, which `MCPServer.__init__` registers as `on_list_tools`."""
+    assert "self._handle_list_tools" in inspect.getsource(MCPServer.__init__)
+    parameters = list(inspect.signature(MCPServer._handle_list_tools).parameters)
+    assert parameters == ["self", "ctx", "params"]

@@ -19,8 +19,10 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.extension import advertise
 
 import mcp_server
+from mcp_server.tools.studio import APP_MIME_TYPE, EXTENSION_ID, STUDIO_URI
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"generate_image", "edit_image"}
@@ -94,6 +96,9 @@ async def test_the_wheel_installs_into_a_fresh_virtualenv_and_serves(tmp_path: P
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert "mcp_server/__init__.py" in names and "mcp_server/emulator/__init__.py" in names
+    studio = {f"mcp_server/tools/assets/studio/studio.{kind}" for kind in ("html", "css", "js")}
+    studio |= {f"mcp_server/http/assets/studio-host.{kind}" for kind in ("html", "css", "js")}
+    assert studio <= set(names), "the studio's view and host page ship in the wheel"
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names), names
 
     venv = tmp_path / "venv"
@@ -134,7 +139,10 @@ async def test_the_wheel_installs_into_a_fresh_virtualenv_and_serves(tmp_path: P
         env={"HOME": str(tmp_path), "FOUNDRY_IMAGE_MCP_OUTPUT_DIR": str(tmp_path / "out")},
         cwd=outside,
     )
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
     with anyio.fail_after(60):
-        async with Client(params) as client:
+        async with Client(params, extensions=[apps]) as client:
             tools = await client.list_tools()
+            view = await client.read_resource(STUDIO_URI)
     assert {tool.name for tool in tools.tools} >= TOOLS
+    assert "ui/initialize" in getattr(view.contents[0], "text", ""), "the view, read from the installed wheel"

@@ -71,10 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
 
-    demo = sub.add_parser("demo", help="generate an image end to end against the emulator; no Azure needed")
-    demo.add_argument("prompt", nargs="?", default=None, help="what to draw")
-    demo.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
-    demo.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
+    _add_demo(sub.add_parser("demo", help="generate an image end to end against the emulator; no Azure needed"))
 
     doctor = sub.add_parser(
         "doctor", help="check configuration, credentials, endpoint, deployments, agent and image deployment"
@@ -83,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_flags(doctor)
     doctor.add_argument("--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper)
     return parser
+
+
+def _add_demo(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("prompt", nargs="?", default=None, help="what to draw")
+    demo.add_argument("--output-dir", type=Path, help="where images are saved (FOUNDRY_IMAGE_MCP_OUTPUT_DIR)")
+    demo.add_argument(
+        "--open",
+        action="store_true",
+        help="instead, serve over HTTP against the emulator and open the image studio in the browser",
+    )
+    demo.add_argument("--port", type=int, default=0, help="with --open: port to bind (default 0, a free one)")
+    demo.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -122,9 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             return _run_emulator(args)
         if args.command == "demo":
+            demo = {"api_key": EMULATOR_KEY, "output_dir": args.output_dir}
+            if args.open:
+                from mcp_server.cli.demo_studio import run_studio_demo
+
+                return run_studio_demo(demo, args.port)
             from mcp_server.cli.demo import run_demo
 
-            demo = {"api_key": EMULATOR_KEY, "output_dir": args.output_dir}
             return run_demo(args.prompt, demo)
         if args.command == "doctor":
             from mcp_server.cli.doctor import run_doctor

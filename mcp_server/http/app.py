@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +25,7 @@ from mcp_server.errors import ConfigurationError
 from mcp_server.http.drain import SHUTDOWN_SECONDS, Drain, draining_server
 from mcp_server.http.gate import Gate
 from mcp_server.http.rebinding import AllowList, RebindingGuard
+from mcp_server.http.studio import STUDIO_PATHS, add_studio, studio_url
 from mcp_server.http.verifiers import advertised_issuer, build_verifier
 from mcp_server.tools.server import ImageServer, InboundAuth, build_server
 
@@ -86,6 +87,7 @@ def inbound_auth(verifier: TokenVerifier, options: HttpOptions, base_url: str) -
 def build_http_server(settings: Settings, auth: InboundAuth | None) -> ImageServer:
     server = build_server(settings, auth)
     server.custom_route("/healthz", methods=["GET"])(_healthz)
+    add_studio(server)
     return server
 
 
@@ -108,9 +110,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_http(settings: Settings, options: HttpOptions) -> None:
+def serve_http(settings: Settings, options: HttpOptions, on_listening: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; calls in flight then get up to a minute to finish, and the reads that
-    follow them a moment more (drain.py)."""
+    follow them a moment more (drain.py). `on_listening` is called with the base URL once the port is bound."""
     import uvicorn
 
     verifier = inbound_verifier(settings.inbound, options)
@@ -129,13 +131,16 @@ def serve_http(settings: Settings, options: HttpOptions) -> None:
         host=options.host,
     )
     logger.warning("Serving MCP over streamable HTTP at %s%s", base_url, MCP_PATH)
+    logger.warning("Image studio in a browser: %s", studio_url(base_url))
     # Outermost first: Host/Origin, then (while draining) token, size and "does it start work?", then the SDK.
     drain = Drain(app, Gate(options.max_request_bytes, auth), MCP_PATH)
     config = uvicorn.Config(
-        RebindingGuard(drain, allowed, MCP_PATH),
+        RebindingGuard(drain, allowed, {MCP_PATH, *STUDIO_PATHS}),
         log_level="warning",
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         lifespan="on",
         access_log=False,
     )
+    if on_listening is not None:
+        on_listening(base_url)
     draining_server(config, drain).run(sockets=[sock])

@@ -107,15 +107,16 @@ def _allowed(value: str, *, origin: bool) -> Authority:
 
 
 class RebindingGuard:
-    """ASGI wrapper that refuses a request to `path` whose Host or Origin the allow-list does not name."""
+    """ASGI wrapper that refuses a request to `path` (or any of `paths`) whose Host or Origin the allow-list
+    does not name."""
 
-    def __init__(self, app: ASGIApp, allowed: AllowList, path: str) -> None:
+    def __init__(self, app: ASGIApp, allowed: AllowList, path: str | Iterable[str]) -> None:
         self.app = app
         self.allowed = allowed
-        self.path = path
+        self.paths = frozenset((path,) if isinstance(path, str) else path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") == self.path:
+        if scope["type"] == "http" and scope.get("path") in self.paths:
             refusal = self.allowed.refusal(Headers(scope=scope))
             if refusal is not None:
                 await refusal(scope, receive, send)

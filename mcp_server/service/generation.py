@@ -127,6 +127,10 @@ class ImageService:
         call = replace(call, parts=tuple(parts), previous_response_id=None, inputs=(*used, *mask_usage))
         return await self._finish(*await self._run(call, resolved), call)
 
+    async def deployments(self) -> ResolvedDeployments:
+        """The deployments the calls use (looked up at the first call, then remembered)."""
+        return await self._deployments.resolve()
+
     async def resume_pending(self, stores: Sequence[ImageStore]) -> None:
         """Finish, in the background, the generations a previous run of the server left in flight."""
         await self.pending.resume(stores)

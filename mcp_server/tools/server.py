@@ -20,7 +20,14 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ListResourcesResult, PaginatedRequestParams
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    InputRequiredResult,
+    ListResourcesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+)
 from mcp.types import Resource as MCPResource
 from mcp.types import ResourceTemplate as MCPResourceTemplate
 from pydantic import AnyUrl, ValidationError
@@ -46,6 +53,7 @@ from mcp_server.tools.icons import icon
 from mcp_server.tools.params import tool_annotations
 from mcp_server.tools.results import error_result, invalid_arguments, unexpected_failure
 from mcp_server.tools.sdk_compat import check_sdk_once
+from mcp_server.tools.studio import studio_apps, visible_resources, wants_ui, without_ui
 from mcp_server.tools.tools import AppState, edit_image, generate_image
 
 logger = logging.getLogger(__name__)
@@ -100,6 +108,13 @@ class ImageServer(MCPServer[AppState]):
                 return error_result(invalid_arguments(name, exc.__cause__))
             raise
 
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        """`tools/list`; a client without MCP Apps gets the tools without their `_meta.ui` (studio.py)."""
+        tools = await self.list_tools()
+        return ListToolsResult(tools=tools if wants_ui(ctx) else without_ui(tools))
+
     async def list_resources(self) -> list[MCPResource]:
         """The first page of `resources/list`."""
         return (await self.resources_page(None)).resources
@@ -108,11 +123,11 @@ class ImageServer(MCPServer[AppState]):
         self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
         """`resources/list`, a page at a time (the SDK's own handler lists everything at once)."""
-        return await self.resources_page(params.cursor if params else None)
+        return await self.resources_page(params.cursor if params else None, ui=wants_ui(ctx))
 
-    async def resources_page(self, cursor: str | None) -> ListResourcesResult:
+    async def resources_page(self, cursor: str | None, *, ui: bool = True) -> ListResourcesResult:
         """Stored images newest first, `PAGE_SIZE` at most per page; the first page also holds the images the
-        store refused (held in memory) and any static resources."""
+        store refused (held in memory) and the static resources (the studio's `ui://` view only with `ui`)."""
         store = self.stores.current()
         try:
             page = await store.page(cursor)
@@ -121,7 +136,7 @@ class ImageServer(MCPServer[AppState]):
         records = page.records if cursor else [*self.held.records(store), *page.records]
         resources = [_resource_of(record) for record in records]
         if cursor is None:
-            resources = [*await super().list_resources(), *resources]
+            resources = [*visible_resources(await super().list_resources(), ui), *resources]
         return ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
 
     async def list_resource_templates(self) -> list[MCPResourceTemplate]:
@@ -188,6 +203,11 @@ def build_server(
     stores = open_stores(settings, isolated=inbound is not None)
     partials = PartialPreviews()
     held = HeldImages()
+    named = ((generate_image, "Generate image", "generate"), (edit_image, "Edit image", "edit"))
+    tools = [
+        (tool, {"title": title, "icons": [icon(name, 64)], "annotations": tool_annotations(title)})
+        for tool, title, name in named
+    ]
     server = ImageServer(
         stores,
         partials,
@@ -201,9 +221,9 @@ def build_server(
         website_url="https://github.com/foundry-image-mcp/foundry-image-mcp",
         icons=[icon("icon", 128)],
         lifespan=lambda _: app_state(settings, Shared(stores, partials, held), retry, rescan_sleep),
+        # The tools, bound to the studio view for clients with MCP Apps (tools/studio.py).
+        extensions=[studio_apps(tools)],
     )
-    for tool, title, icon_name in ((generate_image, "Generate image", "generate"), (edit_image, "Edit image", "edit")):
-        server.add_tool(tool, title=title, icons=[icon(icon_name, 64)], annotations=tool_annotations(title))
     return server
 
 

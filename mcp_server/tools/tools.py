@@ -28,6 +28,7 @@ from mcp_server.service.generation import ImageService
 from mcp_server.tools.params import with_image_options
 from mcp_server.tools.results import ImageResult, error_result, image_result
 from mcp_server.tools.sdk_compat import client_cancel_flag
+from mcp_server.tools.studio import studio_meta
 
 logger = logging.getLogger(__name__)
 MODERN_VERSION = "2026-07-28"
@@ -117,7 +118,7 @@ async def generate_image(
     except FoundryImageError as exc:
         logger.info("generate_image failed: %s", exc.code)
         return error_result(exc)
-    return _result(state, generated, store)
+    return await _result(state, generated, store, ctx)
 
 
 @with_image_options
@@ -152,12 +153,14 @@ async def edit_image(
     except FoundryImageError as exc:
         logger.info("edit_image failed: %s", exc.code)
         return error_result(exc)
-    return _result(state, generated, store)
+    return await _result(state, generated, store, ctx)
 
 
-def _result(state: AppState, generated: GeneratedImage, store: ImageStore) -> CallToolResult:
+async def _result(state: AppState, generated: GeneratedImage, store: ImageStore, ctx: ToolContext) -> CallToolResult:
+    """The image's result; for a client with MCP Apps, its `_meta` also names the image model (for the studio)."""
     held = state.service.held.get(store, generated.record.image_id) if generated.unsaved else None
-    return image_result(generated, store, note=state.note, data=held.data if held else None)
+    result = image_result(generated, store, note=state.note, data=held.data if held else None)
+    return await studio_meta(ctx, result, state.service.deployments)
 
 
 def progress(ctx: ToolContext) -> Callable[[float, float | None, str], Awaitable[None]]:
