@@ -8,7 +8,6 @@ one on PATH; install it with `npm install --no-save azurite@3.37.0`.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from mcp_server.images.blob import INSTALL_HINT, missing_extra
 
 from .common import PROJECT_ROOT, Figure, Row
 
@@ -120,14 +121,8 @@ def missing() -> str | None:
     """Why the figures of the Blob Storage store cannot run on this machine, or None when they can."""
     if find_executable() is None:
         return NOT_INSTALLED
-    for module in ("azure.storage.blob", "aiohttp"):
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # a parent package is missing
-            found = False
-        if not found:
-            return f"{module} not installed (pip install 'foundry-image-mcp[azure-blob]')"
-    return None
+    module = missing_extra()
+    return f"{module} not installed ({INSTALL_HINT})" if module else None
 
 
 def skipped(figure: Figure, reason: str) -> Figure:

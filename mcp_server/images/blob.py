@@ -135,14 +135,21 @@ def open_backend(settings: Settings, *, timing: LeaseTiming | None = None, retri
     return BlobBackend(service, settings.blob_container, credential=credential, timing=timing)
 
 
-def _require_the_extra() -> None:
+def missing_extra() -> str | None:
+    """The module of the `azure-blob` extra that is not installed, or None when it is all there."""
     for module in ("azure.storage.blob", "aiohttp"):
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:  # a parent package is missing
             found = False
         if not found:
-            raise ConfigurationError(
-                f"{STORE_VAR}=azure-blob needs the azure-storage-blob package (with aiohttp), which is not installed.",
-                hint=f"Install it: {INSTALL_HINT}",
-            )
+            return module
+    return None
+
+
+def _require_the_extra() -> None:
+    if missing_extra() is not None:
+        raise ConfigurationError(
+            f"{STORE_VAR}=azure-blob needs the azure-storage-blob package (with aiohttp), which is not installed.",
+            hint=f"Install it: {INSTALL_HINT}",
+        )
